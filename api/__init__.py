@@ -1,0 +1,1 @@
+"""The composition root: FastAPI application, routers and the `shahr` CLI."""

@@ -1,0 +1,1 @@
+"""The registry: settings, database, ORM models, migrations, search and metadata."""

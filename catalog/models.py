@@ -1,0 +1,197 @@
+"""The catalogue's ORM models (schema `catalog`). Published data lives in schema `data`,
+one table per dataset version, made by the ETL loader, not by these models."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA = "catalog"
+DATA_SCHEMA = "data"
+THEMES = ("land-use", "housing", "infrastructure", "traffic", "boundaries")
+RUN_STATUSES = ("running", "succeeded", "failed", "skipped")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(schema=SCHEMA, naming_convention=NAMING)
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name_fa: Mapped[str | None] = mapped_column(Text)
+    name_en: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = _now()
+
+    datasets: Mapped[list[Dataset]] = relationship(back_populates="organisation")
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    __table_args__ = (
+        CheckConstraint(f"theme IN {THEMES!r}", name="theme"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    title_fa: Mapped[str | None] = mapped_column(Text)
+    title_en: Mapped[str | None] = mapped_column(Text)
+    description_fa: Mapped[str | None] = mapped_column(Text)
+    description_en: Mapped[str | None] = mapped_column(Text)
+    theme: Mapped[str] = mapped_column(String(32))
+    keywords: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    licence: Mapped[str] = mapped_column(String(64))
+    publisher: Mapped[str | None] = mapped_column(Text)
+    contact_name: Mapped[str | None] = mapped_column(Text)
+    contact_email: Mapped[str | None] = mapped_column(Text)
+    update_frequency: Mapped[str] = mapped_column(String(32), server_default="unknown")
+    temporal_start: Mapped[date | None] = mapped_column(Date)
+    temporal_end: Mapped[date | None] = mapped_column(Date)
+    synthetic: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    # Computed at load time:
+    spatial_extent = mapped_column(Geometry("POLYGON", srid=4326, spatial_index=False))
+    feature_count: Mapped[int | None] = mapped_column(BigInteger)
+    geometry_type: Mapped[str | None] = mapped_column(String(32))
+    source_crs: Mapped[str | None] = mapped_column(Text)
+    source_encoding: Mapped[str | None] = mapped_column(String(32))
+    metric_crs: Mapped[str | None] = mapped_column(String(32))
+    key_field: Mapped[str | None] = mapped_column(Text)
+    current_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions.id", use_alter=True, ondelete="SET NULL"))
+    job_name: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = _now()
+    modified: Mapped[datetime] = _now()
+
+    organisation: Mapped[Organisation] = relationship(back_populates="datasets")
+    fields: Mapped[list[Field]] = relationship(
+        back_populates="dataset", order_by="Field.position", cascade="all, delete-orphan")
+    versions: Mapped[list[Version]] = relationship(
+        back_populates="dataset", foreign_keys="Version.dataset_id", order_by="Version.number")
+    current_version: Mapped[Version | None] = relationship(
+        foreign_keys=[current_version_id], post_update=True)
+
+
+class Field(Base):
+    """The data dictionary: one row per published column of the current version."""
+
+    __tablename__ = "fields"
+    __table_args__ = (UniqueConstraint("dataset_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(63))
+    source_name: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16))
+    unit: Mapped[str | None] = mapped_column(Text)
+    label_fa: Mapped[str | None] = mapped_column(Text)
+    label_en: Mapped[str | None] = mapped_column(Text)
+    description_fa: Mapped[str | None] = mapped_column(Text)
+    description_en: Mapped[str | None] = mapped_column(Text)
+    is_key: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    calendar: Mapped[str | None] = mapped_column(String(16))
+
+    dataset: Mapped[Dataset] = relationship(back_populates="fields")
+
+
+class Version(Base):
+    """One load of a dataset: a table in schema `data`. Only the current one is served."""
+
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    table_name: Mapped[str] = mapped_column(String(63))
+    status: Mapped[str] = mapped_column(String(16), server_default="loading")
+    feature_count: Mapped[int | None] = mapped_column(BigInteger)
+    extent = mapped_column(Geometry("POLYGON", srid=4326, spatial_index=False))
+    geometry_type: Mapped[str | None] = mapped_column(String(32))
+    checksum: Mapped[str | None] = mapped_column(String(64))
+    schema_json: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("etl_runs.id", ondelete="SET NULL"))
+    created: Mapped[datetime] = _now()
+    published: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    dataset: Mapped[Dataset] = relationship(back_populates="versions", foreign_keys=[dataset_id])
+
+
+class EtlRun(Base):
+    """A run of one job: what was read, loaded, rejected and repaired, and how it ended."""
+
+    __tablename__ = "etl_runs"
+    __table_args__ = (CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_name: Mapped[str] = mapped_column(Text)
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), server_default="running")
+    input_checksum: Mapped[str | None] = mapped_column(String(64))
+    manifest_checksum: Mapped[str | None] = mapped_column(String(64))
+    rows_read: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    rows_loaded: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    rows_rejected: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    rows_repaired: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    warnings: Mapped[list[str]] = mapped_column(JSONB, server_default="[]")
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions.id", use_alter=True, ondelete="SET NULL"))
+
+    rejects: Mapped[list[RejectedRow]] = relationship(
+        back_populates="run", order_by="RejectedRow.source_row", cascade="all, delete-orphan")
+
+
+class RejectedRow(Base):
+    """A source row that could not be loaded, kept with its reason and raw values."""
+
+    __tablename__ = "rejected_rows"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("etl_runs.id", ondelete="CASCADE"), index=True)
+    source_row: Mapped[int] = mapped_column(BigInteger)
+    field: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+
+    run: Mapped[EtlRun] = relationship(back_populates="rejects")

@@ -1,0 +1,147 @@
+"""The load step: COPY batches into a new version table in schema `data`, then retype
+inferred columns, move duplicate or missing keys to the rejects, build indexes, ANALYZE, and
+make the version current — all in the caller's one transaction, so a failure at any step
+leaves the previous version serving and no half-made table behind."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
+
+from etl.coltypes import PG_TYPE
+
+DATA_SCHEMA = "data"
+_WRITE = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=8192)
+Bbox = tuple[float, float, float, float]
+DIGITS_FROM = "۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩٫"
+DIGITS_TO = "01234567890123456789."
+
+
+def table_name(slug: str, number: int) -> str:
+    return f"{slug.replace('-', '_')}_v{number}"
+
+
+def qualified(table: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(DATA_SCHEMA), sql.Identifier(table))
+
+
+def create_table(conn: psycopg.Connection, table: str, columns: list[tuple[str, str]],
+                 geometry_type: str) -> None:
+    """An unlogged-free plain table; indexes come after the data (bulk in)."""
+    cols = [sql.SQL("fid bigint NOT NULL")]
+    cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in columns]
+    cols.append(sql.SQL("geom geometry({}, 4326) NOT NULL").format(sql.SQL(geometry_type)))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table)))
+    conn.execute(sql.SQL("CREATE TABLE {} ({})").format(qualified(table),
+                                                        sql.SQL(", ").join(cols)))
+
+
+class Copier:
+    """One COPY ... FROM STDIN (FORMAT csv) for a whole load; pyarrow writes the CSV bytes in
+    C++, and psycopg's queued writer sends them from a second thread while we transform."""
+
+    def __init__(self, conn: psycopg.Connection, table: str, names: list[str]) -> None:
+        self.cur = conn.cursor()
+        stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+            qualified(table), sql.SQL(", ").join(map(sql.Identifier, names)))
+        self._ctx = self.cur.copy(stmt, writer=QueuedLibpqWriter(self.cur))
+        self.copy = self._ctx.__enter__()
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if len(table) == 0:
+            return
+        buf = io.BytesIO()
+        pacsv.write_csv(table, buf, _WRITE)
+        self.copy.write(buf.getbuffer())
+        self.rows += len(table)
+
+    def close(self, exc: BaseException | None = None) -> None:
+        self._ctx.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+
+
+def retype_columns(conn: psycopg.Connection, table: str,
+                   changes: list[tuple[str, str, list[str]]]) -> list[str]:
+    """ALTER inferred text columns to their types in one rewrite; digits are folded and
+    `null_values` nulled in SQL. Returns warnings for columns that had to stay text."""
+    if not changes:
+        return []
+    warnings: list[str] = []
+    clauses = []
+    for name, storage, nulls in changes:
+        expr = sql.SQL("NULLIF(btrim(translate({c}, {f}, {t})), '')").format(
+            c=sql.Identifier(name), f=sql.Literal(DIGITS_FROM), t=sql.Literal(DIGITS_TO))
+        if nulls:
+            expr = sql.SQL("CASE WHEN {e} IN ({n}) THEN NULL ELSE {e} END").format(
+                e=expr, n=sql.SQL(", ").join(map(sql.Literal, nulls)))
+        pg = PG_TYPE[storage]
+        if storage == "integer":
+            expr = sql.SQL("({})::numeric").format(expr)
+        clauses.append(sql.SQL("ALTER COLUMN {c} TYPE {t} USING ({e})::{t}").format(
+            c=sql.Identifier(name), t=sql.SQL(pg), e=expr))
+    stmt = sql.SQL("ALTER TABLE {} {}").format(qualified(table), sql.SQL(", ").join(clauses))
+    try:
+        with conn.transaction():
+            conn.execute(stmt)
+    except psycopg.errors.DataError as exc:
+        # The values fit our patterns but not PostgreSQL's parser: keep them as text.
+        warnings.append(f"columns {', '.join(n for n, _, _ in changes)} kept as text: "
+                        f"PostgreSQL could not convert them ({exc.diag.message_primary})")
+    return warnings
+
+
+@dataclass
+class KeyRejects:
+    rows: list[tuple[int, str, dict[str, Any]]]  # (fid, reason, raw)
+
+
+def enforce_key(conn: psycopg.Connection, table: str, key: str) -> KeyRejects:
+    """Move rows with a missing or repeated key to the rejects (first occurrence wins), then
+    index the key as unique. Done in SQL: free when the key is clean, which it usually is."""
+    t, k = qualified(table), sql.Identifier(key)
+    rows: list[tuple[int, str, dict[str, Any]]] = []
+    for fid, raw in conn.execute(sql.SQL(
+            "DELETE FROM {t} AS x WHERE x.{k} IS NULL RETURNING x.fid, to_jsonb(x) - 'geom'"
+    ).format(
+            t=t, k=k)).fetchall():
+        rows.append((fid, f"key {key} is missing", raw))
+    dupes = conn.execute(sql.SQL(
+        """DELETE FROM {t} d USING (
+               SELECT fid, first_value(fid) OVER w AS first_fid,
+                      row_number() OVER w AS rn
+               FROM {t} WINDOW w AS (PARTITION BY {k} ORDER BY fid)) s
+           WHERE d.fid = s.fid AND s.rn > 1
+           RETURNING d.fid, s.first_fid, d.{k}::text, to_jsonb(d) - 'geom'""").format(
+        t=t, k=k)).fetchall()
+    for fid, first, value, raw in dupes:
+        rows.append((fid, f"duplicate key {key}={value} (first at row {first})", raw))
+    conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
+        sql.Identifier(f"{table}_key"), t, k))
+    return KeyRejects(rows=sorted(rows))
+
+
+def finish_table(conn: psycopg.Connection, table: str) -> tuple[int, Bbox | None]:
+    """Primary key, GiST index, ANALYZE; returns (feature count, bbox)."""
+    t = qualified(table)
+    conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (fid)").format(t))
+    conn.execute(sql.SQL("CREATE INDEX {} ON {} USING gist (geom)").format(
+        sql.Identifier(f"{table}_geom"), t))
+    conn.execute(sql.SQL("ANALYZE {}").format(t))
+    n, x0, y0, x1, y1 = conn.execute(sql.SQL(
+        "SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)"
+        " FROM (SELECT count(*) AS n, ST_Extent(geom) AS e FROM {}) s").format(t)
+    ).fetchone()  # type: ignore[misc]
+    return int(n), (None if x0 is None else (x0, y0, x1, y1))
+
+
+def drop_tables(conn: psycopg.Connection, tables: Iterable[str]) -> None:
+    for table in tables:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table)))

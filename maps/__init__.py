@@ -1,0 +1,1 @@
+"""folium map builders and styles (filled in by the web-catalogue issue)."""
