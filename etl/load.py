@@ -69,7 +69,7 @@ class Copier:
 
 
 def retype_columns(conn: psycopg.Connection, table: str,
-                   changes: list[tuple[str, str, list[str]]]) -> list[str]:
+                   changes: list[tuple[str, str, list[str]]], decimal: str = ".") -> list[str]:
     """ALTER inferred text columns to their types in one rewrite; digits are folded and
     `null_values` nulled in SQL. Returns warnings for columns that had to stay text."""
     if not changes:
@@ -83,6 +83,8 @@ def retype_columns(conn: psycopg.Connection, table: str,
             expr = sql.SQL("CASE WHEN {e} IN ({n}) THEN NULL ELSE {e} END").format(
                 e=expr, n=sql.SQL(", ").join(map(sql.Literal, nulls)))
         pg = PG_TYPE[storage]
+        if decimal == "," and storage in ("integer", "number"):
+            expr = sql.SQL("replace(replace({}, '.', ''), ',', '.')").format(expr)
         if storage == "integer":
             expr = sql.SQL("({})::numeric").format(expr)
         clauses.append(sql.SQL("ALTER COLUMN {c} TYPE {t} USING ({e})::{t}").format(

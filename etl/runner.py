@@ -267,7 +267,7 @@ def _load(m: Manifest, src: SourceFile, *, url: str, settings: Settings, dataset
         stage("indexing")
         changes = [(c.name, c.guess.result(), c.spec.null_values if c.spec else [])
                    for c in plan.columns if c.guess is not None and c.guess.result() != "string"]
-        result.warnings += retype_columns(pg, table, changes)
+        result.warnings += retype_columns(pg, table, changes, plan.decimal)
         for c in plan.columns:
             if c.guess is not None and c.guess.result() != "string":
                 c.storage = c.guess.result()

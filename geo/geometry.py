@@ -77,6 +77,8 @@ def clean(geoms: np.ndarray, family: str, *, make_multi: bool) -> CleanResult:
     problem = np.full(n, None, dtype=object)
     repaired = np.zeros(n, dtype=bool)
     geoms = geoms.copy()
+    if shapely.has_z(geoms).any():  # stored 2D: KML and 3D shapefiles carry Z
+        geoms = shapely.force_2d(geoms)
 
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     problem[missing] = "no geometry"

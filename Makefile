@@ -1,0 +1,47 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both set everything up.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+             command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+             && { command -v $$p; break; }; done)
+SHAHR := $(VENV)/bin/shahr
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup db lint bench-load clean help
+
+help:
+	@echo "make demo   set up, load the demo city and serve it on http://127.0.0.1:8000"
+	@echo "make test   set up, then run the whole test suite"
+	@echo "make lint   ruff"
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Shahr needs Python >= 3.11 (python3.11 or newer)"; exit 1; }
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	   && apt-get install -y -q python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+db: setup
+	$(SHAHR) db upgrade
+
+demo: db
+	$(SHAHR) demo generate
+	$(SHAHR) etl run --all
+	$(SHAHR) serve
+
+test: db
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench-load: db
+	$(VENV)/bin/python bench/bench_load.py
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache test-output
