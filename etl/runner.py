@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import psycopg
 from geoalchemy2.elements import WKTElement
 from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from catalog.database import get_engine, raw_connect, session_scope
@@ -114,7 +115,8 @@ def run_job(manifest: Manifest, *, url: str, settings: Settings, force: bool = F
         _load(manifest, src, url=url, settings=settings, dataset_id=dataset_id, run_id=run_id,
               sink=sink, result=result, on_progress=on_progress, stage=stage)
         result.status = "succeeded"
-    except (SourceError, TransformError, CrsError, psycopg.Error, ValueError, OSError) as exc:
+    except (SourceError, TransformError, CrsError, psycopg.Error, DBAPIError, ValueError,
+            OSError) as exc:
         result.status, result.error = "failed", _error_text(exc)
     except BaseException as exc:  # interrupted: still record it, then let it propagate
         result.status, result.error = "failed", f"interrupted: {exc!r}"
@@ -129,9 +131,13 @@ def run_job(manifest: Manifest, *, url: str, settings: Settings, force: bool = F
 
 
 def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
     if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
         detail = f" ({exc.diag.message_detail})" if exc.diag.message_detail else ""
         return f"database error: {exc.diag.message_primary}{detail}"
+    if isinstance(exc, psycopg.Error):
+        return f"database error: {str(exc).strip() or type(exc).__name__}"
     return str(exc)
 
 
@@ -337,11 +343,10 @@ def _publish(sa_conn: Connection, m: Manifest, plan: Plan, *, info_encoding: str
                           feature_count=count, extent=extent_el,
                           geometry_type=plan.geometry_type, checksum=checksum,
                           schema_json=schema, run_id=run_id, published=_now())
-        s.add(version)
-        old = s.scalars(select(Version).where(Version.dataset_id == ds.id,
-                                              Version.status == "current")).all()
-        for v in old:
+        for v in s.scalars(select(Version).where(Version.dataset_id == ds.id,
+                                                 Version.status == "current")):
             v.status = "previous"
+        s.add(version)
         s.flush()
         ds.current_version_id = version.id
         ds.feature_count, ds.spatial_extent = count, extent_el
@@ -367,7 +372,8 @@ def _publish(sa_conn: Connection, m: Manifest, plan: Plan, *, info_encoding: str
                 calendar=spec.calendar if spec and spec.calendar == "jalali" else None))
         # Keep the newest `keep` versions' tables; older ones are dropped but stay listed.
         stale = s.scalars(select(Version).where(Version.dataset_id == ds.id,
-                                                Version.status == "previous")
+                                                Version.status == "previous",
+                                                Version.id != version.id)
                           .order_by(Version.number.desc()).offset(keep - 1)).all()
         pg = sa_conn.connection.driver_connection
         assert isinstance(pg, psycopg.Connection)

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import shapely
 from pyproj import CRS
 
+from catalog.jalali import parse_jalali_datetime
 from catalog.text import has_replacement_char_array, normalise_text_array
 from etl.coltypes import (
     PG_TYPE,
@@ -194,8 +195,7 @@ def transform_batch(plan: Plan, batch: Batch, first_row: int) -> BatchOut:
                 bad = res.bad & (reason == None)  # noqa: E711
                 if bad.any():
                     vals = prepared.filter(pa.array(bad)).to_pylist()
-                    reason[bad] = [f"{col.source}: {v!r} is not a valid {_type_words(col)}"
-                                   for v in vals]
+                    reason[bad] = [_bad_value(col, v) for v in vals]
                     reason_field[bad] = col.source
                 arrays.append(res.values)
         else:
@@ -232,6 +232,15 @@ def _for_numbers(arr: pa.Array, decimal: str) -> pa.Array:
     return arr
 
 
+def _bad_value(col: ColumnPlan, value: object) -> str:
+    if col.spec and col.spec.calendar == "jalali":
+        try:
+            parse_jalali_datetime(str(value))
+        except ValueError as exc:  # says which part is wrong (e.g. no 30 Esfand in 1402)
+            return f"{col.source}: {exc}"
+    return f"{col.source}: {value!r} is not a valid {_type_words(col)}"
+
+
 def _type_words(col: ColumnPlan) -> str:
     if col.spec and col.spec.calendar == "jalali":
         return "Jalali date (e.g. 1402/05/12)"
@@ -248,7 +257,7 @@ def _cast_native(arr: pa.Array, col: ColumnPlan, reason: np.ndarray,
     bad = res.bad & (reason == None)  # noqa: E711
     if bad.any():
         vals = text.filter(pa.array(bad)).to_pylist()
-        reason[bad] = [f"{col.source}: {v!r} is not a valid {_type_words(col)}" for v in vals]
+        reason[bad] = [_bad_value(col, v) for v in vals]
         reason_field[bad] = col.source
     return res.values
 
