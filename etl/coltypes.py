@@ -11,8 +11,8 @@ from datetime import date, datetime
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from catalog.jalali import parse_jalali_array
 
+from catalog.jalali import parse_jalali_array
 from catalog.text import fold_digits_array
 
 # Storage types (Frictionless names) -> PostgreSQL and Arrow types.

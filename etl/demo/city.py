@@ -253,10 +253,16 @@ def make_grid(outline: shapely.Polygon, nx: int, ny: int) -> Grid:
     return Grid(xs, ys, xc, yc, _half_widths(xs, xc), _half_widths(ys, yc))
 
 
-def _sample_landuse(r: Floats, u: Floats) -> npt.NDArray[np.int8]:
+_ALL_CLASSES = np.ones(10)
+_ZONE_CLASSES = np.isin(np.arange(10), [RES, COM, MIX, IND, GREEN, VACANT]).astype(float)
+
+
+def _sample_landuse(
+    r: Floats, u: Floats, allowed: Floats = _ALL_CLASSES
+) -> npt.NDArray[np.int8]:
     """Land-use class for each distance-from-centre r, from uniform draws u."""
     t = np.clip(r, 0, 1)[:, None]
-    cum = np.cumsum(_USE_CENTRE + (_USE_EDGE - _USE_CENTRE) * t, axis=1)
+    cum = np.cumsum((_USE_CENTRE + (_USE_EDGE - _USE_CENTRE) * t) * allowed, axis=1)
     return np.minimum((u[:, None] * cum[:, -1:] > cum).sum(axis=1), 9).astype(np.int8)
 
 
@@ -269,7 +275,8 @@ def _zone_class(x: Floats, y: Floats, seed: int) -> npt.NDArray[np.int8]:
     half = (int(SEMI_AXES[0] * 1.3 / ZONE_SIZE), int(SEMI_AXES[1] * 1.3 / ZONE_SIZE))
     zx, zy = np.meshgrid(np.arange(-half[0], half[0] + 1), np.arange(-half[1], half[1] + 1))
     zr = rho(CENTRE[0] + (zx.ravel() + 0.5) * ZONE_SIZE, CENTRE[1] + (zy.ravel() + 0.5) * ZONE_SIZE)
-    table = _sample_landuse(zr, rng(seed, "zones").random(zr.size)).reshape(zx.shape)
+    table = _sample_landuse(zr, rng(seed, "zones").random(zr.size), _ZONE_CLASSES)
+    table = table.reshape(zx.shape)
     ix = np.clip(np.floor((x - CENTRE[0]) / ZONE_SIZE).astype(int) + half[0], 0, 2 * half[0])
     iy = np.clip(np.floor((y - CENTRE[1]) / ZONE_SIZE).astype(int) + half[1], 0, 2 * half[1])
     return table[iy, ix]

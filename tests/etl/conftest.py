@@ -8,12 +8,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from support import write_manifest
 
 from catalog.database import libpq_dsn
 from catalog.settings import Settings
 from etl.manifest import Manifest, load_manifest
 from etl.runner import RunResult, run_job
+from support import write_manifest
 
 LoadFn = Callable[..., tuple[RunResult, Manifest]]
 

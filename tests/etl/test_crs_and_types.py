@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+
 from support import current_table
 
 # GRS80/WGS 84 ellipsoid

@@ -13,6 +13,7 @@ import psycopg
 import pyogrio
 import pytest
 import shapely
+
 from support import current_table
 
 # Encodable in cp1256, which has Arabic ي/ك but not Persian ی/ک: exactly why files in it need

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from support import REAL_DATA, current_table
 
 TEHRAN = REAL_DATA / "tehran_mahalat" / "Mahalat_Tehran.shp"

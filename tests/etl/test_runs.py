@@ -7,12 +7,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from support import current_table, write_manifest
 
 from catalog.database import libpq_dsn
 from catalog.settings import Settings
 from etl.manifest import ManifestError, load_manifest
 from etl.runner import run_job
+from support import current_table, write_manifest
 
 
 def points_csv(path: Path, n: int, *, start: int = 1, bad_from: int | None = None) -> Path:
