@@ -177,3 +177,12 @@ def _install_postgis_package(major: int) -> None:
     if subprocess.run(install, env=env, capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
         subprocess.run(install, env=env, capture_output=True)
+
+
+def stop_private_cluster(pgdir: Path) -> None:
+    """Stop a cluster made by start_private_cluster (fast shutdown)."""
+    pg_ctl = _pg_bin("pg_ctl")
+    data = pgdir.resolve() / "data"
+    if pg_ctl and (data / "postmaster.pid").exists():
+        subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
+                       check=False, capture_output=True)
