@@ -188,7 +188,8 @@ def cast_text(values: pa.Array, storage: str, *, calendar: str = "gregorian",
         return Cast(pc.if_else(clean.is_null(), pa.scalar(None, pa.bool_()), truth), bad)
     if storage == "date":
         iso = pc.replace_substring_regex(clean, RE_DATE, r"\1-\2-\3")
-        iso = pc.replace_substring_regex(iso, r"-(\d)(?=-|$)", r"-0\1")
+        iso = pc.replace_substring_regex(iso, r"^(\d{4})-(\d)-", r"\1-0\2-")  # pad month
+        iso = pc.replace_substring_regex(iso, r"-(\d)$", r"-0\1")  # pad day (RE2: no lookahead)
         return _cast_or_per_value(iso, ARROW_TYPE["date"], bad, _py_date)
     # datetimes: normalise separators and short offsets so Arrow's ISO parser takes them.
     iso = pc.replace_substring_regex(clean, r"^(\d{4})/(\d{1,2})/(\d{1,2})", r"\1-\2-\3")

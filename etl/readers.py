@@ -198,9 +198,8 @@ class CsvReader(Reader):
                             f"{row.actual_columns}", {"line": row.text}))
             return "skip"
 
-        raw = self._open_binary()
         return pacsv.open_csv(
-            raw,
+            self._raw,
             read_options=pacsv.ReadOptions(column_names=self.names,
                                            skip_rows=self.spec.skip_rows + 1,
                                            encoding=self.encoding, block_size=8 << 20),
@@ -219,6 +218,7 @@ class CsvReader(Reader):
     def batches(self, batch_size: int, columns: list[str] | None = None,
                 geometry: bool = True) -> Iterator[Batch]:
         invalid: list[tuple[int, str, dict[str, str]]] = []
+        self._raw = self._open_binary()
         try:
             for rb in self._stream(invalid):
                 yield from self._emit(pa.Table.from_batches([rb]), columns, geometry, invalid)
@@ -227,6 +227,8 @@ class CsvReader(Reader):
             raise SourceError(f"{self.src.label}: cannot parse as CSV "
                               f"(delimiter {self.delimiter!r}, encoding {self.encoding}): {exc}"
                               ) from None
+        finally:
+            self._raw.close()
 
     def _emit(self, table: pa.Table, columns: list[str] | None, geometry: bool,
               invalid: list[tuple[int, str, dict[str, str]]]) -> Iterator[Batch]:

@@ -88,7 +88,10 @@ class Plan:
         return (MULTI_TYPE if self.multi else SINGLE_TYPE)[self.family]
 
     def column(self, source: str) -> ColumnPlan | None:
-        return next((c for c in self.columns if c.source == source), None)
+        """The column read from `source` (exact name first, then ignoring case)."""
+        exact = next((c for c in self.columns if c.source == source), None)
+        return exact or next((c for c in self.columns if c.source.lower() == source.lower()),
+                             None)
 
 
 def make_plan(info: LayerInfo, manifest: Manifest, src_crs: CRS) -> Plan:
@@ -102,7 +105,7 @@ def make_plan(info: LayerInfo, manifest: Manifest, src_crs: CRS) -> Plan:
             raise TransformError(
                 f"{manifest.path}: field {spec.source!r} is not in the source; its columns "
                 f"are: {', '.join(sorted(names))}")
-    if manifest.key and manifest.key not in names:
+    if manifest.key and manifest.key.lower() not in {n.lower() for n in names}:
         raise TransformError(f"{manifest.path}: key {manifest.key!r} is not a column of the "
                              f"source; its columns are: {', '.join(sorted(names))}")
     for pos, (src_name, atype) in enumerate(info.columns, start=1):

@@ -5,7 +5,7 @@ geometry arrays, vectorised so the same code makes 6,000 parcels for `make demo`
 million for the benchmarks. Each part draws from its own seeded stream (`rng(seed, part)`),
 so changing one part does not reshuffle the others.
 
-The city is an oval about 28 km x 19 km around CENTRE. 22 districts tile it (Voronoi cells,
+The city is an oval about 30 km x 19 km around CENTRE. 22 districts tile it (Voronoi cells,
 relaxed so they are even). A street grid, denser downtown, cuts it into blocks; each block
 is split into two rows of parcels, and blocks crossing a district boundary are cut along it,
 so every parcel lies inside exactly one district. Roads are the grid's street segments;
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +25,7 @@ import shapely
 
 CRS = "EPSG:32639"
 CENTRE = (536_000.0, 3_951_000.0)
-SEMI_AXES = (14_000.0, 9_300.0)
+SEMI_AXES = (14_600.0, 9_900.0)
 N_DISTRICTS = 22
 N_FIRE_STATIONS = 40
 SUBS_PER_BLOCK = 6.0  # mean parcels per block: 2 rows x 2..4 along the long side
@@ -238,7 +239,8 @@ def _line_classes(lines: Floats, centre: float) -> npt.NDArray[np.int8]:
 
 
 def _half_widths(lines: Floats, cls: npt.NDArray[np.int8]) -> Floats:
-    """Half street width, at most 15% of the neighbouring cells (a fine grid stays usable)."""
+    """Half street widths: the class width, but at most 30% of the narrower neighbouring
+    cell, so a fine grid still has room for parcels."""
     cell = np.diff(lines)
     nearest = np.minimum(np.r_[cell[0], cell], np.r_[cell, cell[-1]])
     return np.minimum(_ROAD_WIDTH[cls], 0.3 * nearest) / 2
@@ -357,12 +359,27 @@ def _subdivide(b: Floats, g: np.random.Generator) -> tuple[Ints, Floats]:
     return blk, np.round(bounds, 2)
 
 
-def _candidate_plan(
-    grid: Grid, outline: shapely.Polygon, districts: Geoms, seed: int
-) -> ParcelPlan:
-    """Every parcel the grid allows, each inside exactly one district."""
-    g = rng(seed, f"blocks-{len(grid.xs)}x{len(grid.ys)}")
-    b = _blocks(grid, outline)
+BLOCK_CHUNK = 20_000  # blocks planned at a time: bounds the planner's scratch memory
+
+
+class _Part(NamedTuple):
+    """The parcels of one chunk of blocks (ParcelPlan's columns, before concatenation)."""
+
+    bounds: Floats
+    cut_idx: np.ndarray
+    cut_geoms: Geoms
+    district: np.ndarray
+    block: np.ndarray
+    block_class: np.ndarray
+
+
+def _plan_blocks(
+    b: Floats, first_block: int, districts: Geoms, tree: shapely.STRtree, g: np.random.Generator,
+    seed: int,
+) -> _Part:
+    """The parcels of blocks b (numbered from first_block), each inside one district:
+    blocks wholly inside a district are just subdivided; the parcels of blocks straddling a
+    boundary or the city edge are cut along it, and slivers dropped."""
     blk, sub = _subdivide(b, g)
     bcx, bcy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
     block_class = np.where(
@@ -372,30 +389,49 @@ def _candidate_plan(
     bd = district_of(bcx, bcy, districts)
     whole = np.zeros(len(b), bool)
     inside = bd > 0
-    whole[inside] = shapely.contains(
-        districts[bd[inside] - 1], shapely.box(*b[inside].T)
-    )
-    # parcels of blocks that straddle a boundary: cut them along it, drop slivers
+    whole[inside] = shapely.contains(districts[bd[inside] - 1], shapely.box(*b[inside].T))
     plain = whole[blk]
     cut_sub = np.flatnonzero(~plain)
     boxes = shapely.box(*sub[cut_sub].T)
-    i_box, i_d = shapely.STRtree(districts).query(boxes, predicate="intersects")
+    i_box, i_d = tree.query(boxes, predicate="intersects")
     pieces = shapely.intersection(boxes[i_box], districts[i_d])
     area, box_area = shapely.area(pieces), shapely.area(boxes[i_box])
     ok = (shapely.get_type_id(pieces) == 3) & (area >= np.maximum(0.3 * box_area, 20.0))
-    i_box, i_d, pieces = i_box[ok], i_d[ok], pieces[ok]
-    is_rect = shapely.area(pieces) >= 0.999 * box_area[ok]
-    rows = np.r_[np.flatnonzero(plain), cut_sub[i_box]]
-    dist = np.r_[bd[blk[plain]], i_d + 1].astype(np.int8)
-    cut_idx = np.r_[np.full(plain.sum(), -1), np.where(is_rect, -1, np.arange(len(pieces)))]
+    is_rect = box_area - area < 0.01  # m2: the district holds the whole rectangle
+    cut = ok & ~is_rect
+    rows = np.r_[np.flatnonzero(plain), cut_sub[i_box[ok]]]
+    dist = np.r_[bd[blk[plain]], i_d[ok] + 1].astype(np.int8)
+    cut_idx = np.r_[np.full(plain.sum(), -1), np.where(is_rect[ok], -1, np.cumsum(cut[ok]) - 1)]
     order = np.lexsort((dist, rows))
     rows, dist, cut_idx = rows[order], dist[order], cut_idx[order]
-    cut_geoms = np.empty(len(pieces), object)
-    cut_geoms[:] = shapely.set_precision(pieces, 0.01)
-    bounds = sub[rows]
+    cut_geoms = np.empty(cut.sum(), object)
+    cut_geoms[:] = shapely.set_precision(pieces[cut], 0.01)
+    return _Part(
+        sub[rows], cut_idx.astype(np.int32), cut_geoms, dist,
+        (blk[rows] + first_block).astype(np.int32), block_class[blk[rows]],
+    )
+
+
+def _candidate_plan(
+    grid: Grid, outline: shapely.Polygon, districts: Geoms, seed: int
+) -> ParcelPlan:
+    """Every parcel the grid allows, planned BLOCK_CHUNK blocks at a time."""
+    b = _blocks(grid, outline)
+    tree = shapely.STRtree(districts)
+    tag = f"blocks-{len(grid.xs)}x{len(grid.ys)}"
+    parts = [
+        _plan_blocks(b[k:k + BLOCK_CHUNK], k, districts, tree, rng(seed, f"{tag}-{k}"), seed)
+        for k in range(0, len(b), BLOCK_CHUNK)
+    ]
+    offsets = np.cumsum([0] + [len(p.cut_geoms) for p in parts[:-1]])
+    cut_idx = np.concatenate([
+        np.where(p.cut_idx >= 0, p.cut_idx + off, -1) for p, off in zip(parts, offsets, strict=True)
+    ]).astype(np.int32)
+    bounds = np.concatenate([p.bounds for p in parts])
     return ParcelPlan(
-        grid, bounds, cut_idx.astype(np.int32), cut_geoms, dist, blk[rows].astype(np.int32),
-        block_class[blk[rows]],
+        grid, bounds, cut_idx, np.concatenate([p.cut_geoms for p in parts]),
+        np.concatenate([p.district for p in parts]), np.concatenate([p.block for p in parts]),
+        np.concatenate([p.block_class for p in parts]),
         rho((bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2),
     )
 
@@ -459,8 +495,12 @@ def _owners(
     return owner
 
 
-def parcel_columns(plan: ParcelPlan, geoms: Geoms, start: int, seed: int) -> Columns:
-    """Attributes of parcels start..start+len(geoms): the same for a chunk as for the whole."""
+def parcel_columns(
+    plan: ParcelPlan, geoms: Geoms, start: int, seed: int
+) -> tuple[Columns, npt.NDArray[np.int8]]:
+    """Attributes of parcels start..start+len(geoms), and their land-use class (an index
+    into LANDUSE). The draws come from a stream keyed by `start`, so a fixed chunking gives
+    fixed output."""
     n = len(geoms)
     sl = slice(start, start + n)
     g = rng(seed, f"parcels-{start}")
@@ -475,8 +515,7 @@ def parcel_columns(plan: ParcelPlan, geoms: Geoms, start: int, seed: int) -> Col
         "zoning": _zoning(cls, g.random(n)),
         "owner": _owners(cls, plan.district[sl], g),
         "area_m2": np.round(shapely.area(geoms), 1),
-        "_class": cls,
-    }
+    }, cls
 
 
 def _bowtie(b: Floats) -> shapely.Polygon:
@@ -501,7 +540,7 @@ def landuse_parcels(plan: ParcelPlan, seed: int) -> Layer:
     polygon, a missing geometry and an area that is not a number ("12o5.4"); `area_m2` is
     text for that reason. A few parcels are two-part MultiPolygons."""
     geoms = plan.geometries()
-    cols = parcel_columns(plan, geoms, 0, seed)
+    cols, cls = parcel_columns(plan, geoms, 0, seed)
     g = rng(seed, "parcel-defects")
     rect = np.flatnonzero(plan.cut_idx < 0)
     picks = g.choice(rect, size=min(len(rect), 3 + len(plan) // 1000), replace=False)
@@ -517,7 +556,7 @@ def landuse_parcels(plan: ParcelPlan, seed: int) -> Layer:
     cols["area_m2"] = area
     usable = np.ones(len(geoms), bool)
     usable[[bowtie, null_geom]] = False
-    return Layer(geoms, cols, {"class": cols.pop("_class"), "usable": usable})
+    return Layer(geoms, cols, {"class": cls, "usable": usable})
 
 
 # --- buildings --------------------------------------------------------------------------
@@ -549,8 +588,8 @@ def buildings(parcels: Layer, plan: ParcelPlan, seed: int) -> Layer:
     host = np.flatnonzero(parcels.internal["usable"] & np.isin(cls, list(_BUILDING_USES)))
     target = round(1.3 * len(parcels))
     k = np.full(len(host), target // max(len(host), 1))
-    k[g.choice(len(host), target - k.sum(), replace=False)] += 1
-    k = np.clip(k, 1, 4)
+    k[g.choice(len(host), min(target - k.sum(), len(host)), replace=False)] += 1
+    k = np.minimum(k, 4)  # hosts with k == 0 get no building
     p = np.repeat(host, k)
     slot = np.arange(len(p)) - np.repeat(np.r_[0, np.cumsum(k)[:-1]], k)
     kk = k.repeat(k)
@@ -578,7 +617,8 @@ def buildings(parcels: Layer, plan: ParcelPlan, seed: int) -> Layer:
     n = len(fp)
     r = plan.rho[p]
     floors = np.clip(np.round(g.lognormal(np.log(np.maximum(5.5 - 4 * r, 1.5)), 0.45)), 1, 30)
-    floors = np.where(pc == COM, np.clip(floors + 2, 2, 35), floors).astype(np.int64)
+    floors = np.where(pc == COM, np.clip(floors + 2, 2, 35), floors)
+    floors = np.where(pc == MIX, np.maximum(floors, 2), floors).astype(np.int64)
     per_floor = g.integers(1, 5, n)
     units = np.select([pc == RES, pc == MIX], [floors * per_floor, (floors - 1) * per_floor], 0)
     year = 1402 - np.minimum(g.exponential(16, n).astype(np.int64), 80)
@@ -651,7 +691,6 @@ def roads(grid: Grid, outline: shapely.Polygon, seed: int) -> Layer:
     vc = 0.09 * aadt / capacity  # peak hour carries ~9% of the day
     mean_speed = np.maximum(_ROAD_LIMIT[cls] * 0.95 / (1 + 0.15 * vc**4), 5.0)
     internal = {k: s[k] for k in ("cross_fa", "cross_en", "horizontal", "half")}
-    internal["rho"] = r
     return Layer(geoms, {
         "road_id": np.arange(1, n + 1, dtype=np.int64),
         "name_fa": _cat(_ROAD_PREFIX_FA[cls], s["name_fa"]),
@@ -669,11 +708,13 @@ def roads(grid: Grid, outline: shapely.Polygon, seed: int) -> Layer:
 
 # --- metro ------------------------------------------------------------------------------
 
-METRO_LINES = (  # colour, control points in units of SEMI_AXES from the centre
-    ("#E0301E", ((-0.10, 0.90), (-0.02, 0.35), (0.06, -0.25), (-0.04, -0.90))),
-    ("#2B59C3", ((-0.92, 0.10), (-0.35, 0.14), (0.30, -0.06), (0.92, 0.02))),
-    ("#3EB1C8", ((-0.72, -0.55), (-0.40, -0.10), (-0.10, 0.40), (0.25, 0.80))),
-    ("#F5C400", ((-0.85, 0.42), (-0.30, 0.58), (0.30, 0.48), (0.85, 0.22))),
+# colour, control points in units of SEMI_AXES from the centre (all well inside the city:
+# its edge is never nearer than 0.91)
+METRO_LINES = (
+    ("#E0301E", ((-0.10, 0.86), (-0.02, 0.35), (0.06, -0.25), (-0.04, -0.86))),
+    ("#2B59C3", ((-0.86, 0.10), (-0.35, 0.14), (0.30, -0.06), (0.86, 0.02))),
+    ("#3EB1C8", ((-0.66, -0.52), (-0.40, -0.10), (-0.10, 0.40), (0.25, 0.80))),
+    ("#F5C400", ((-0.76, 0.40), (-0.30, 0.58), (0.30, 0.48), (0.78, 0.22))),
 )
 STATION_SPACING = 1_300.0  # m
 _STATION_KINDS = (("میدان ", " Square"), ("دروازه ", " Gate"), ("باغ ", " Garden"))
@@ -700,7 +741,7 @@ def metro(seed: int) -> tuple[Layer, Layer]:
     lines_arr = np.array(lines, dtype=object)
     st_xy, st_line = [], []
     for k, line in enumerate(lines, start=1):
-        n = int(round(line.length / STATION_SPACING)) + 1
+        n = round(line.length / STATION_SPACING) + 1
         pts = shapely.line_interpolate_point(line, np.linspace(0, line.length, n))
         st_xy.append(shapely.get_coordinates(pts))
         st_line.append(np.full(n, k))
@@ -833,34 +874,42 @@ def fire_stations(parcels: Layer, seed: int) -> Layer:
 
 
 def bus_stops(road: Layer, districts: Geoms, seed: int, n: int) -> Layer:
-    """Bus stops on arterial and collector segments, on the kerb beside the middle; named
-    after the street and the cross street, a few typed with Arabic letter forms."""
+    """Bus stops on arterial and collector segments, on a kerb beside the middle (the one
+    inside the city); named after the street and the cross street, a few typed with Arabic
+    letter forms."""
     g = rng(seed, "bus-stops")
     cls = road.internal["class"]
     cand = np.flatnonzero((cls == 1) | (cls == 2))
     s = np.sort(g.choice(cand, min(n, len(cand)), replace=False))
-    m = len(s)
-    mid = shapely.get_coordinates(shapely.line_interpolate_point(road.geometry[s], 0.5,
-                                                                 normalized=True))
-    side = np.where(g.random(m) < 0.5, -1.0, 1.0) * (road.internal["half"][s] + 3.0)
+    mid = shapely.get_coordinates(
+        shapely.line_interpolate_point(road.geometry[s], 0.5, normalized=True)
+    )
+    off = np.where(g.random(len(s)) < 0.5, -1.0, 1.0) * (road.internal["half"][s] + 3.0)
     horiz = road.internal["horizontal"][s]
-    x = np.round(mid[:, 0] + np.where(horiz, 0.0, side), 2)
-    y = np.round(mid[:, 1] + np.where(horiz, side, 0.0), 2)
+    shift = np.c_[np.where(horiz, 0.0, off), np.where(horiz, off, 0.0)]
+    xy, other = np.round(mid + shift, 2), np.round(mid - shift, 2)
+    d = district_of(xy[:, 0], xy[:, 1], districts)
+    flip = d == 0
+    xy[flip] = other[flip]
+    d[flip] = district_of(xy[flip, 0], xy[flip, 1], districts)
+    keep = d > 0
+    s, xy, d = s[keep], xy[keep], d[keep]
+    m = len(s)
     name_fa = _cat(road.internal["street_fa"][s], " - ", road.internal["cross_fa"][s])
     arabic = g.random(m) < 0.05
     name_fa[arabic] = arabic_forms(name_fa[arabic])
     r1, r2, r3 = (g.integers(100, 500, m).astype(str) for _ in range(3))
     k = g.integers(1, 4, m)
     routes = _cat(r1, np.where(k >= 2, _cat(", ", r2), ""), np.where(k >= 3, _cat(", ", r3), ""))
-    return Layer(shapely.points(x, y), {
+    return Layer(shapely.points(xy), {
         "stop_id": np.arange(1, m + 1, dtype=np.int64),
         "name_fa": name_fa,
         "name_en": _cat(road.internal["street_en"][s], " - ", road.internal["cross_en"][s]),
         "routes": routes,
         "shelter": g.random(m) < 0.6,
-        "district": district_of(x, y, districts).astype(np.int64),
-        "x": x,
-        "y": y,
+        "district": d.astype(np.int64),
+        "x": xy[:, 0],
+        "y": xy[:, 1],
     })
 
 

@@ -123,6 +123,24 @@ def test_persian_digits_and_jalali_dates(tmp_path: Path, load, db) -> None:
     assert "Esfand 1402" in reason and "not a leap year" in reason
 
 
+def test_declared_dates_and_case_insensitive_key(tmp_path: Path, load, db) -> None:
+    p = tmp_path / "d.csv"
+    p.write_text("ID,lon,lat,opened,stamp\n1,51.4,35.7,2024/3/5,2024-03-05 08:30\n"
+                 "2,51.5,35.8,2023-12-31,2024-03-05T09:00:00+03:30\n"
+                 "3,51.6,35.9,2023-02-30,2024-03-05 10:00\n", encoding="utf-8")
+    fields = [{"source": "opened", "type": "date"}, {"source": "stamp", "type": "datetime"}]
+    result, m = load({"path": str(p), "csv": {"lon": "lon", "lat": "lat"}}, key="id",
+                     fields=fields)
+    assert result.status == "succeeded", result.error
+    rows = db.execute(f"SELECT id, opened::text, stamp AT TIME ZONE 'UTC' FROM "
+                      f"{current_table(db, m.dataset.slug)} ORDER BY id").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(1, "2024-03-05"), (2, "2023-12-31")]
+    assert str(rows[1][2]) == "2024-03-05 05:30:00"
+    rej = db.execute("SELECT source_row, reason FROM catalog.rejected_rows WHERE run_id = %s",
+                     [result.run_id]).fetchall()
+    assert rej == [(3, "opened: '2023-02-30' is not a valid date (YYYY-MM-DD)")]
+
+
 @pytest.mark.parametrize("decimal_sep", [","])
 def test_decimal_comma_csv(tmp_path: Path, load, db, decimal_sep: str) -> None:
     p = tmp_path / "eu.csv"
