@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from psycopg_pool import AsyncConnectionPool
 
+from api import problems
+from api.deps import CollectionCache
 from api.routes import health
 from catalog.bootstrap import resolve_database
-from catalog.database import get_engine
+from catalog.database import get_engine, libpq_dsn
 from catalog.settings import Settings, get_settings
 
 
@@ -22,7 +25,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         url = resolve_database(settings, start=False).url
         app.state.database_url = url
         app.state.engine = get_engine(url)
+        app.state.pool = AsyncConnectionPool(
+            libpq_dsn(url), min_size=1, max_size=settings.pool_size, open=False,
+            kwargs={"autocommit": True,
+                    "options": f"-c statement_timeout={settings.statement_timeout_ms}"})
+        await app.state.pool.open(wait=False)
+        app.state.collections = CollectionCache()
         yield
+        await app.state.pool.close()
         app.state.engine.dispose()
 
     app = FastAPI(
@@ -32,5 +42,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    problems.install(app)
     app.include_router(health.router)
     return app

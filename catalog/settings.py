@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     keep_versions: int = Field(default=3, ge=1, description="Versions kept per dataset.")
     etl_batch_size: int = Field(default=65_536, ge=1000, description="Rows per ETL batch.")
     demo_seed: int = Field(default=1402, description="Seed of the demo-city generator.")
+    pool_size: int = Field(default=10, ge=1, description="Database connections per worker.")
+    statement_timeout_ms: int = Field(default=30_000, ge=100,
+                                      description="Longest a public query may run.")
+    max_limit: int = Field(default=10_000, ge=1, description="Largest `limit` of an items page.")
+    default_limit: int = Field(default=10, ge=1, description="`limit` when none is given.")
+    base_url: str | None = Field(default=None, description="Public URL prefix for links "
+                                 "(default: taken from each request).")
 
     @property
     def postgres_dir(self) -> Path:
