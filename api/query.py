@@ -1,0 +1,491 @@
+"""From request parameters to one SQL statement. The same parsing of bbox, datetime,
+property filters and CQL2 serves items, tiles, downloads and counts; GeoJSON is built by
+PostgreSQL (`ST_AsGeoJSON`, `string_agg`) so Python only passes the bytes on."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Date,
+    DateTime,
+    Float,
+    Numeric,
+    Select,
+    Table,
+    Text,
+    and_,
+    cast,
+    column,
+    func,
+    literal,
+    literal_column,
+    select,
+    table,
+)
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
+from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+
+from api.problems import bad_request
+from catalog.collections import Collection
+from geo import cql2
+from geo.crs import CrsError
+from geo.sql import (
+    CRS84,
+    OgcCrs,
+    distance_metres,
+    envelope,
+    geojson_geometry,
+    ogc_crs,
+    output_geometry,
+    point,
+    within_metres,
+    wkt_geometry,
+)
+
+DIALECT = pg_psycopg.dialect()
+SA_TYPES = {"string": Text, "integer": BigInteger, "number": Float, "boolean": Boolean,
+            "date": Date, "datetime": DateTime}
+# Parameters every items request may carry (anything else must be a queryable).
+ITEM_PARAMS = {
+    "f", "lang", "limit", "offset", "after", "before", "bbox", "bbox-crs", "datetime", "crs",
+    "filter", "filter-lang", "filter-crs", "properties", "sortby", "skipGeometry", "near",
+    "radius", "nearest", "k", "intersects", "count",
+}
+MAX_K = 1000
+MAX_RADIUS_M = 100_000.0
+
+
+class QueryError(ValueError):
+    pass
+
+
+@lru_cache(maxsize=512)
+def sa_table(coll: Collection) -> Table:
+    cols = [column("fid", BigInteger)]
+    cols += [column(c.name, SA_TYPES.get(c.type, Text)) for c in coll.columns]
+    cols.append(column("geom"))
+    return table(coll.table, *cols, schema="data")
+
+
+def queryables(coll: Collection) -> dict[str, cql2.Queryable]:
+    t = sa_table(coll)
+    q = {c.name: cql2.Queryable(c.name, t.c[c.name], c.type) for c in coll.columns}
+    for name in ("geometry", "geom"):
+        q.setdefault(name, cql2.Queryable(name, t.c.geom, "geometry"))
+    q.setdefault("id", cql2.Queryable("id", t.c.fid, "integer"))
+    return q
+
+
+def supported_crs(coll: Collection) -> list[str]:
+    uris = [CRS84, "http://www.opengis.net/def/crs/EPSG/0/4326",
+            "http://www.opengis.net/def/crs/EPSG/0/3857"]
+    if coll.source_crs and coll.source_crs.startswith("EPSG:"):
+        uri = f"http://www.opengis.net/def/crs/EPSG/0/{coll.source_crs.split(':')[1]}"
+        if uri not in uris:
+            uris.append(uri)
+    if coll.metric_crs and coll.metric_crs.startswith("EPSG:"):
+        uri = f"http://www.opengis.net/def/crs/EPSG/0/{coll.metric_crs.split(':')[1]}"
+        if uri not in uris:
+            uris.append(uri)
+    return uris
+
+
+def _crs_param(coll: Collection, value: str | None, name: str) -> OgcCrs:
+    if not value:
+        return ogc_crs(CRS84)
+    try:
+        crs = ogc_crs(value)
+    except CrsError as exc:
+        raise bad_request(f"{name}: {exc}; supported: {', '.join(supported_crs(coll))}",
+                          parameter=name) from None
+    if crs.uri not in supported_crs(coll):
+        raise bad_request(f"{name}: {value!r} is not offered for this collection; supported: "
+                          f"{', '.join(supported_crs(coll))}", parameter=name)
+    return crs
+
+
+@dataclass
+class FeatureQuery:
+    coll: Collection
+    where: list[ColumnElement[bool]] = field(default_factory=list)
+    limit: int = 10
+    offset: int = 0
+    after: int | None = None
+    before: int | None = None
+    sort: list[tuple[str, bool]] = field(default_factory=list)  # (column, descending)
+    properties: list[str] | None = None
+    skip_geometry: bool = False
+    crs: OgcCrs = field(default_factory=lambda: ogc_crs(CRS84))
+    nearest: tuple[float, float, int] | None = None
+    near: tuple[float, float] | None = None
+    exact_count: bool = False
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.where)
+
+
+def _floats(text: str, n: tuple[int, ...], name: str) -> list[float]:
+    parts = text.split(",")
+    try:
+        vals = [float(p) for p in parts]
+    except ValueError:
+        raise bad_request(f"{name}: {text!r} must be {' or '.join(map(str, n))} numbers "
+                          "separated by commas", parameter=name) from None
+    if len(vals) not in n or not all(map(_finite, vals)):
+        raise bad_request(f"{name}: {text!r} must be {' or '.join(map(str, n))} finite numbers "
+                          "separated by commas", parameter=name)
+    return vals
+
+
+def _finite(v: float) -> bool:
+    return v == v and abs(v) != float("inf")
+
+
+def _int(text: str, name: str, lo: int, hi: int) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise bad_request(f"{name}: {text!r} is not a whole number", parameter=name) from None
+    if not lo <= v <= hi:
+        raise bad_request(f"{name}: {v} is out of range; accepted: {lo} to {hi}", parameter=name)
+    return v
+
+
+def parse_bbox(coll: Collection, value: str, crs_value: str | None) -> ColumnElement[Any]:
+    vals = _floats(value, (4, 6), "bbox")
+    box = vals if len(vals) == 4 else vals[:2] + vals[3:5]
+    if box[0] > box[2] or box[1] > box[3]:
+        raise bad_request(f"bbox: {value!r} has its minimum above its maximum; give "
+                          "minx,miny,maxx,maxy", parameter="bbox")
+    crs = _crs_param(coll, crs_value, "bbox-crs")
+    if crs.uri == CRS84 and (abs(box[0]) > 180 or abs(box[2]) > 180 or abs(box[1]) > 90
+                             or abs(box[3]) > 90):
+        raise bad_request(f"bbox: {value!r} is outside longitude -180..180 / latitude -90..90 "
+                          "(use bbox-crs for projected coordinates)", parameter="bbox")
+    return envelope(box, crs)
+
+
+def parse_datetime(coll: Collection, value: str) -> ColumnElement[bool]:
+    col = coll.temporal_column
+    if col is None:
+        raise bad_request(f"datetime: collection {coll.slug!r} has no date or time column to "
+                          "filter on", parameter="datetime")
+    c = sa_table(coll).c[col.name]
+    parts = value.split("/")
+    if len(parts) > 2:
+        raise bad_request("datetime: give an instant or an interval start/end (.. for open)",
+                          parameter="datetime")
+
+    def instant(s: str) -> date | datetime | None:
+        if s in ("..", ""):
+            return None
+        try:
+            return datetime.fromisoformat(s.replace("Z", "+00:00")) if "T" in s \
+                else date.fromisoformat(s)
+        except ValueError:
+            raise bad_request(f"datetime: {s!r} is not RFC 3339 (2024-05-01 or "
+                              "2024-05-01T12:00:00Z)", parameter="datetime") from None
+
+    if len(parts) == 1:
+        v = instant(parts[0])
+        if v is None:
+            raise bad_request("datetime: an instant cannot be '..'", parameter="datetime")
+        if isinstance(v, date) and not isinstance(v, datetime) and col.type == "datetime":
+            return and_(c >= v, c < func.date(literal(v)) + 1)
+        return c == v
+    lo, hi = instant(parts[0]), instant(parts[1])
+    if lo is None and hi is None:
+        raise bad_request("datetime: an interval needs at least one end", parameter="datetime")
+    conds = []
+    if lo is not None:
+        conds.append(c >= lo)
+    if hi is not None:
+        conds.append(c <= hi)
+    return and_(*conds)
+
+
+def parse_filter(coll: Collection, text: str | dict[str, Any], lang: str | None,
+                 crs_value: str | None) -> ColumnElement[bool]:
+    crs = _crs_param(coll, crs_value, "filter-crs")
+    try:
+        tree = cql2.parse(text, lang or ("cql2-json" if isinstance(text, dict) else "cql2-text"))
+        return cql2.compile_filter(
+            tree, queryables(coll),
+            geometry_sql=lambda g: geojson_geometry(g, crs),
+            bbox_sql=lambda b: envelope(b, crs))
+    except cql2.FilterError as exc:
+        raise bad_request(f"filter: {exc}", parameter="filter") from None
+
+
+def _property_filter(coll: Collection, name: str, value: str) -> ColumnElement[bool]:
+    col = coll.column(name)
+    assert col is not None
+    c = sa_table(coll).c[name]
+    try:
+        if col.type == "integer":
+            return c == int(value)
+        if col.type == "number":
+            return c == float(value)
+        if col.type == "boolean":
+            if value.lower() not in ("true", "false"):
+                raise ValueError
+            return c == (value.lower() == "true")
+        if col.type == "date":
+            return c == date.fromisoformat(value)
+        if col.type == "datetime":
+            return c == datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(f"{name}: {value!r} is not a valid {col.type}",
+                          parameter=name) from None
+    return c == value
+
+
+def parse_params(coll: Collection, params: Mapping[str, str], *, default_limit: int,
+                 max_limit: int, body_filter: dict[str, Any] | None = None) -> FeatureQuery:
+    """Validate every parameter; unknown ones are a 400 naming what is accepted."""
+    names = {c.name for c in coll.columns}
+    unknown = [k for k in params if k not in ITEM_PARAMS and k not in names]
+    if unknown:
+        raise bad_request(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))}; accepted: "
+            f"{', '.join(sorted(ITEM_PARAMS))}, or a property name for equality: "
+            f"{', '.join(sorted(names)) or 'none'}", parameter=unknown[0])
+    q = FeatureQuery(coll=coll)
+    q.limit = _int(params["limit"], "limit", 1, max_limit) if "limit" in params \
+        else default_limit
+    if "offset" in params:
+        q.offset = _int(params["offset"], "offset", 0, 10**12)
+    if "after" in params:
+        q.after = _int(params["after"], "after", -1, 2**62)
+    if "before" in params:
+        q.before = _int(params["before"], "before", 0, 2**62)
+    q.crs = _crs_param(coll, params.get("crs"), "crs")
+    if "bbox" in params:
+        q.where.append(func.ST_Intersects(sa_table(coll).c.geom,
+                                          parse_bbox(coll, params["bbox"],
+                                                     params.get("bbox-crs"))))
+    elif "bbox-crs" in params:
+        raise bad_request("bbox-crs is given without bbox", parameter="bbox-crs")
+    if "datetime" in params:
+        q.where.append(parse_datetime(coll, params["datetime"]))
+    if "filter" in params:
+        lang = params.get("filter-lang")
+        if lang not in (None, "cql2-text", "cql2-json"):
+            raise bad_request(f"filter-lang: {lang!r}; accepted: cql2-text, cql2-json",
+                              parameter="filter-lang")
+        q.where.append(parse_filter(coll, params["filter"], lang, params.get("filter-crs")))
+    if body_filter is not None:
+        q.where.append(parse_filter(coll, body_filter, "cql2-json", params.get("filter-crs")))
+    for name in names & set(params):
+        q.where.append(_property_filter(coll, name, params[name]))
+    if "properties" in params:
+        wanted = [p.strip() for p in params["properties"].split(",") if p.strip()]
+        bad = [p for p in wanted if p not in names]
+        if bad:
+            raise bad_request(f"properties: no property {', '.join(map(repr, bad))}; "
+                              f"properties are: {', '.join(c.name for c in coll.columns)}",
+                              parameter="properties")
+        q.properties = wanted
+    skip = params.get("skipGeometry", "false").lower()
+    if skip not in ("true", "false"):
+        raise bad_request("skipGeometry: accepted values are true and false",
+                          parameter="skipGeometry")
+    q.skip_geometry = skip == "true"
+    if "sortby" in params:
+        for part in params["sortby"].split(","):
+            part = part.strip()
+            desc = part.startswith("-")
+            name = part.lstrip("+-").strip()
+            if name not in names and name != "id":
+                raise bad_request(f"sortby: no property {name!r}; sortable: "
+                                  f"{', '.join(sorted(names | {'id'}))}", parameter="sortby")
+            q.sort.append(("fid" if name == "id" else name, desc))
+    _spatial_params(coll, params, q)
+    count = params.get("count", "estimate")
+    if count not in ("exact", "estimate"):
+        raise bad_request("count: accepted values are exact and estimate", parameter="count")
+    q.exact_count = count == "exact"
+    return q
+
+
+def _spatial_params(coll: Collection, params: Mapping[str, str], q: FeatureQuery) -> None:
+    geom = sa_table(coll).c.geom
+    if "radius" in params and "near" not in params:
+        raise bad_request("radius needs near=lon,lat", parameter="radius")
+    if "near" in params:
+        lon, lat = _lonlat(params["near"], "near")
+        if "radius" not in params:
+            raise bad_request("near needs radius (metres)", parameter="radius")
+        try:
+            r = float(params["radius"])
+        except ValueError:
+            raise bad_request("radius: must be a number of metres", parameter="radius") from None
+        if not 0 < r <= MAX_RADIUS_M:
+            raise bad_request(f"radius: {params['radius']} is out of range; accepted: more than "
+                              f"0 and at most {MAX_RADIUS_M:.0f} metres", parameter="radius")
+        q.where.append(within_metres(geom, lon, lat, r))
+        q.near = (lon, lat)
+    if "k" in params and "nearest" not in params:
+        raise bad_request("k needs nearest=lon,lat", parameter="k")
+    if "nearest" in params:
+        lon, lat = _lonlat(params["nearest"], "nearest")
+        k = _int(params.get("k", "5"), "k", 1, MAX_K)
+        q.nearest = (lon, lat, k)
+    if "intersects" in params:
+        q.where.append(func.ST_Intersects(geom, _geometry_param(params["intersects"])))
+
+
+def _lonlat(text: str, name: str) -> tuple[float, float]:
+    lon, lat = _floats(text, (2,), name)
+    if abs(lon) > 180 or abs(lat) > 90:
+        raise bad_request(f"{name}: {text!r} is not lon,lat in degrees", parameter=name)
+    return lon, lat
+
+
+_WKT = re.compile(r"^\s*(MULTI)?(POINT|LINESTRING|POLYGON)\s*\(", re.IGNORECASE)
+
+
+def _geometry_param(text: str) -> ColumnElement[Any]:
+    """`intersects=` as WKT or GeoJSON, lon/lat (CRS84)."""
+    crs = ogc_crs(CRS84)
+    t = text.strip()
+    if t.startswith("{"):
+        try:
+            obj = json.loads(t)
+        except json.JSONDecodeError as exc:
+            raise bad_request(f"intersects: not valid GeoJSON ({exc.msg})",
+                              parameter="intersects") from None
+        if obj.get("type") == "Feature":
+            obj = obj.get("geometry") or {}
+        if obj.get("type") not in cql2.GEOJSON_TYPES:
+            raise bad_request("intersects: give a GeoJSON geometry or WKT",
+                              parameter="intersects")
+        return geojson_geometry(obj, crs)
+    if _WKT.match(t):
+        return wkt_geometry(t, crs)
+    raise bad_request("intersects: give WKT (e.g. POLYGON((...))) or a GeoJSON geometry",
+                      parameter="intersects")
+
+
+# ---- SQL ------------------------------------------------------------------------------------
+
+def compile_sql(stmt: Any) -> tuple[str, dict[str, Any]]:
+    c = stmt.compile(dialect=DIALECT, compile_kwargs={"render_postcompile": True})
+    return str(c), dict(c.params)
+
+
+def _props_json(coll: Collection, t: Table, names: list[str],
+                extra: list[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
+    pairs: list[tuple[str, ColumnElement[Any]]] = [(n, t.c[n]) for n in names] + extra
+    if not pairs:
+        return literal_column("'{}'::json")
+    # json_build_object takes at most 100 arguments: merge chunks of 50 pairs as jsonb.
+    chunks = [pairs[i:i + 50] for i in range(0, len(pairs), 50)]
+    objs = [func.json_build_object(*[x for name, col in ch for x in (literal(name), col)])
+            for ch in chunks]
+    if len(objs) == 1:
+        return objs[0]
+    merged = cast(objs[0], JSONB)
+    for o in objs[1:]:
+        merged = merged.op("||")(cast(o, JSONB))
+    return merged
+
+
+def geometry_digits(crs: OgcCrs) -> int:
+    return 7 if crs.srid in (4326,) else 3
+
+
+def feature_json(q: FeatureQuery, t: Table,
+                 extra: list[tuple[str, ColumnElement[Any]]] | None = None) -> ColumnElement[Any]:
+    names = q.properties if q.properties is not None else [c.name for c in q.coll.columns]
+    props = _props_json(q.coll, t, names, extra or [])
+    geom = literal("null") if q.skip_geometry else func.coalesce(
+        func.ST_AsGeoJSON(output_geometry(t.c.geom, q.crs), geometry_digits(q.crs)), "null")
+    return func.concat(literal('{"type":"Feature","id":'), t.c.fid, literal(',"geometry":'),
+                       geom, literal(',"properties":'), props, literal("}"))
+
+
+def _order(q: FeatureQuery, t: Table) -> list[Any]:
+    cols = [t.c[name].desc().nulls_last() if desc else t.c[name].asc().nulls_last()
+            for name, desc in q.sort]
+    return [*cols, t.c.fid.asc()]
+
+
+def items_statement(q: FeatureQuery) -> Select[Any]:
+    """One row: (features joined by commas, count, first fid, last fid)."""
+    t = sa_table(q.coll)
+    extra: list[tuple[str, ColumnElement[Any]]] = []
+    where = list(q.where)
+    if q.nearest is not None:
+        return _nearest_statement(q, t)
+    if q.near is not None:
+        dist = cast(distance_metres(t.c.geom, *q.near), Numeric)
+        extra.append(("distance_m", func.round(dist, 2)))
+    keyset = not q.sort and not q.offset
+    if keyset and q.after is not None:
+        where.append(t.c.fid > q.after)
+    backwards = keyset and q.before is not None and q.after is None
+    if backwards:
+        where.append(t.c.fid < q.before)
+        order = [t.c.fid.desc()]
+    else:
+        order = _order(q, t)
+    inner = (select(t.c.fid, feature_json(q, t, extra).label("j"),
+                    func.row_number().over(order_by=order).label("rn"))
+             .where(*where).order_by(*order).limit(q.limit))
+    if q.offset and not keyset:
+        inner = inner.offset(q.offset)
+    sub = inner.subquery("page")
+    ordering = sub.c.rn.desc() if backwards else sub.c.rn
+    return select(
+        func.coalesce(func.string_agg(sub.c.j, aggregate_order_by(literal(","), ordering)), ""),
+        func.count(), func.min(sub.c.fid), func.max(sub.c.fid))
+
+
+def _nearest_statement(q: FeatureQuery, t: Table) -> Select[Any]:
+    """k nearest by true distance: the k-th nearest in degrees bounds a radius that surely
+    holds the true k nearest (longitude degrees shrink by cos(lat)); re-rank in metres."""
+    assert q.nearest is not None
+    lon, lat, k = q.nearest
+    pt = point(lon, lat)
+    kth = (select(t.c.geom.op("<->")(pt).label("d")).where(*q.where)
+           .order_by(t.c.geom.op("<->")(pt)).offset(k - 1).limit(1).scalar_subquery())
+    factor = 1.02 / max(math.cos(math.radians(min(abs(lat) + 1.0, 89.0))), 0.01)
+    dist = distance_metres(t.c.geom, lon, lat)
+    radius = func.coalesce(kth * factor, literal_column("'Infinity'::float8"))
+    extra = [("distance_m", func.round(cast(dist, Numeric), 2))]
+    inner = (select(t.c.fid, feature_json(q, t, extra).label("j"),
+                    func.row_number().over(order_by=[dist, t.c.fid]).label("rn"))
+             .where(*q.where, func.ST_DWithin(t.c.geom, pt, radius))
+             .order_by(dist, t.c.fid).limit(k))
+    sub = inner.subquery("page")
+    return select(
+        func.coalesce(func.string_agg(sub.c.j, aggregate_order_by(literal(","), sub.c.rn)), ""),
+        func.count(), func.min(sub.c.fid), func.max(sub.c.fid))
+
+
+def count_statement(q: FeatureQuery) -> Select[Any]:
+    t = sa_table(q.coll)
+    return select(func.count()).select_from(t).where(*q.where)
+
+
+def item_statement(q: FeatureQuery, fid: int) -> Select[Any]:
+    t = sa_table(q.coll)
+    return select(feature_json(q, t)).where(t.c.fid == fid)
+
+
+def has_more_statement(q: FeatureQuery, last_fid: int) -> Select[Any]:
+    t = sa_table(q.coll)
+    return select(literal(1)).select_from(t).where(*q.where, t.c.fid > last_fid).limit(1)
