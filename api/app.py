@@ -11,7 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api import problems
 from api.deps import CollectionCache
-from api.routes import features, health
+from api.routes import datasets, features, health
 from catalog.bootstrap import resolve_database
 from catalog.database import get_engine, libpq_dsn
 from catalog.settings import Settings, get_settings
@@ -44,5 +44,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(datasets.router)
     app.include_router(features.router)
     return app

@@ -95,6 +95,7 @@ class Dataset(Base):
     current_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("versions.id", use_alter=True, ondelete="SET NULL"))
     job_name: Mapped[str | None] = mapped_column(Text)
+    search_text: Mapped[str | None] = mapped_column(Text)
     created: Mapped[datetime] = _now()
     modified: Mapped[datetime] = _now()
 

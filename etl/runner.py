@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from catalog.database import get_engine, raw_connect, session_scope
 from catalog.models import Dataset, EtlRun, Field, Organisation, Version
+from catalog.search import refresh_search_text
 from catalog.settings import Settings
 from etl.coltypes import frictionless_type
 from etl.load import (
@@ -370,6 +371,7 @@ def _publish(sa_conn: Connection, m: Manifest, plan: Plan, *, info_encoding: str
                 description_en=spec.description.en if spec and spec.description else None,
                 is_key=c.name == key,
                 calendar=spec.calendar if spec and spec.calendar == "jalali" else None))
+        refresh_search_text(s, ds)
         # Keep the newest `keep` versions' tables; older ones are dropped but stay listed.
         stale = s.scalars(select(Version).where(Version.dataset_id == ds.id,
                                                 Version.status == "previous",
