@@ -85,8 +85,35 @@ def install(app: FastAPI) -> None:
                                 "the database is not reachable right now; try again shortly",
                                 headers_hint="Retry-After")
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)
-        return problem_response(request, 500, "Internal error",
-                                "an unexpected error happened; it has been logged")
+    app.add_middleware(CatchAll)
+
+
+class CatchAll:
+    """Last resort, as pure ASGI: log an unexpected error and answer with a problem document
+    instead of letting it reach the server (which would reset the client's connection)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unexpected error on %s", scope.get("path"))
+            if started:
+                raise
+            response = problem_response(None, 500, "Internal error",
+                                        "an unexpected error happened; it has been logged",
+                                        instance=scope.get("path"))
+            await response(scope, receive, send)

@@ -47,3 +47,19 @@ def test_readyz_is_503_not_500_when_the_database_is_down() -> None:
         assert r.status_code == 503
         assert "database unreachable" in r.json()["error"]
         assert client.get("/healthz").status_code == 200
+
+
+def test_an_unexpected_error_is_a_problem_document_and_the_service_goes_on(
+        settings: Settings) -> None:
+    app = create_app(settings)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("simulated bug")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/boom")
+        assert r.status_code == 500
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "simulated" not in r.text  # no internals leak
+        assert client.get("/healthz").status_code == 200
