@@ -109,6 +109,17 @@ def enforce_key(conn: psycopg.Connection, table: str, key: str) -> KeyRejects:
     """Move rows with a missing or repeated key to the rejects (first occurrence wins), then
     index the key as unique. Done in SQL: free when the key is clean, which it usually is."""
     t, k = qualified(table), sql.Identifier(key)
+    index = sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
+        sql.Identifier(f"{table}_key"), t, k)
+    no_nulls = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {} WHERE {} IS NULL)")
+                            .format(t, k)).fetchone()[0]  # type: ignore[index]
+    if no_nulls:
+        try:  # the usual case: a clean key costs only its index
+            with conn.transaction():
+                conn.execute(index)
+            return KeyRejects(rows=[])
+        except psycopg.errors.UniqueViolation:
+            pass
     rows: list[tuple[int, str, dict[str, Any]]] = []
     for fid, raw in conn.execute(sql.SQL(
             "DELETE FROM {t} AS x WHERE x.{k} IS NULL RETURNING x.fid, to_jsonb(x) - 'geom'"
@@ -125,18 +136,22 @@ def enforce_key(conn: psycopg.Connection, table: str, key: str) -> KeyRejects:
         t=t, k=k)).fetchall()
     for fid, first, value, raw in dupes:
         rows.append((fid, f"duplicate key {key}={value} (first at row {first})", raw))
-    conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
-        sql.Identifier(f"{table}_key"), t, k))
+    conn.execute(index)
     return KeyRejects(rows=sorted(rows))
 
 
-def finish_table(conn: psycopg.Connection, table: str) -> tuple[int, Bbox | None]:
-    """Primary key, GiST index, ANALYZE; returns (feature count, bbox)."""
+def finish_table(conn: psycopg.Connection, table: str, *, rows: int | None = None,
+                 bbox: Bbox | None = None) -> tuple[int, Bbox | None]:
+    """Primary key, GiST index, ANALYZE; returns (feature count, bbox). When the caller
+    knows the count and bbox of what it loaded, the table is not scanned again for them."""
     t = qualified(table)
+    conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
     conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (fid)").format(t))
     conn.execute(sql.SQL("CREATE INDEX {} ON {} USING gist (geom)").format(
         sql.Identifier(f"{table}_geom"), t))
     conn.execute(sql.SQL("ANALYZE {}").format(t))
+    if rows is not None:
+        return rows, bbox
     n, x0, y0, x1, y1 = conn.execute(sql.SQL(
         "SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)"
         " FROM (SELECT count(*) AS n, ST_Extent(geom) AS e FROM {}) s").format(t)

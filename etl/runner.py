@@ -279,11 +279,16 @@ def _load(m: Manifest, src: SourceFile, *, url: str, settings: Settings, dataset
             if c.guess is not None and c.guess.result() != "string":
                 c.storage = c.guess.result()
         key = plan.column(m.key).name if m.key and plan.column(m.key) else None
+        key_rejects = 0
         if key:
             kr = enforce_key(pg, table, key)
+            key_rejects = len(kr.rows)
             sink.add([Reject(row=fid, field=m.key, reason=reason, raw=raw)
                       for fid, reason, raw in kr.rows])
-        count, extent = finish_table(pg, table)
+        if key_rejects:  # the rows that left may have widened the bbox: measure again
+            count, extent = finish_table(pg, table)
+        else:
+            count, extent = finish_table(pg, table, rows=copier.rows, bbox=plan.bounds)
         result.rows_loaded = count
         result.warnings += _quality_warnings(plan)
         rejected = result.rows_read - count

@@ -26,7 +26,15 @@ from etl.coltypes import (
 from etl.manifest import FieldSpec, Manifest
 from etl.readers import Batch, LayerInfo
 from geo.crs import is_storage_crs, transformer_to
-from geo.geometry import MULTI_TYPE, SINGLE_TYPE, clean, family_of, impossible_rows, reproject
+from geo.geometry import (
+    MULTI_TYPE,
+    SINGLE_TYPE,
+    clean,
+    family_of,
+    hex_wkb,
+    impossible_rows,
+    reproject,
+)
 
 MAX_RAW_CHARS = 2000
 
@@ -81,6 +89,7 @@ class Plan:
     src_crs: CRS
     decimal: str = "."
     warnings: list[str] = field(default_factory=list)
+    bounds: tuple[float, float, float, float] | None = None  # of the rows sent to COPY
 
     @property
     def geometry_type(self) -> str:
@@ -274,7 +283,6 @@ def _null_native(arr: pa.Array, nulls: list[str]) -> pa.Array:
 
 def _geometry(plan: Plan, batch: Batch, reason: np.ndarray,
               reason_field: np.ndarray) -> tuple[pa.Array, int, int, tuple[float, float] | None]:
-    n = len(batch.table)
     if batch.geoms is None:
         raise TransformError("the source has no geometry column")
     settle_family(plan, batch.geoms)
@@ -286,7 +294,7 @@ def _geometry(plan: Plan, batch: Batch, reason: np.ndarray,
         reason_field[known] = "geometry"
     if plan.family == "point" and not plan.multi:
         geoms = _single_points(geoms)
-    res = clean(geoms, plan.family, make_multi=plan.multi)
+    res = clean(geoms, plan.family, make_multi=False)  # promoted while encoding
     problem = res.problem
     if plan.family == "point" and not plan.multi:
         multi_left = shapely.get_type_id(res.geoms) == 4
@@ -317,12 +325,19 @@ def _geometry(plan: Plan, batch: Batch, reason: np.ndarray,
                 for g in src_geoms[imp]]
         reason_field[imp] = "geometry"
     good = reason == None  # noqa: E711
-    out = np.full(n, None, dtype=object)
+    geoms = np.where(good, geoms, None)
     if good.any():
-        out[good] = shapely.to_wkb(shapely.set_srid(geoms[good], 4326), hex=True,
-                                   include_srid=True)
+        plan.bounds = _union_bounds(plan.bounds, shapely.total_bounds(geoms))
     repaired = int((res.repaired & good).sum())
-    return pa.array(out, pa.string()), repaired, impossible_count, example
+    return hex_wkb(geoms, plan.family, plan.multi), repaired, impossible_count, example
+
+
+def _union_bounds(a: tuple[float, float, float, float] | None,
+                  b: np.ndarray) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = (float(v) for v in b)
+    if a is None:
+        return (x0, y0, x1, y1)
+    return (min(a[0], x0), min(a[1], y0), max(a[2], x1), max(a[3], y1))
 
 
 def _single_points(geoms: np.ndarray) -> np.ndarray:

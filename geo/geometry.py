@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 from pyproj import Transformer
 
@@ -152,3 +154,39 @@ def impossible_rows(geoms: np.ndarray) -> np.ndarray:
 def first_coordinates(geoms: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """One coordinate pair of each given row (for error messages)."""
     return np.array([shapely.get_coordinates(g)[0] for g in geoms[rows]])
+
+
+_HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+# Little-endian WKB header of a Multi* with one part: byte order, type, part count.
+_MULTI_HEADER = {"polygon": (POLYGON, b"\x01\x06\x00\x00\x00\x01\x00\x00\x00"),
+                 "line": (LINESTRING, b"\x01\x05\x00\x00\x00\x01\x00\x00\x00"),
+                 "point": (POINT, b"\x01\x04\x00\x00\x00\x01\x00\x00\x00")}
+
+
+def hex_wkb(geoms: np.ndarray, family: str, make_multi: bool) -> pa.LargeStringArray:
+    """Hex WKB (no SRID: the typed column supplies it) of each geometry, None -> null.
+
+    A single part becomes a one-part Multi* by prefixing the 9-byte Multi header to its WKB
+    (the same bytes GEOS would write, without building new geometries), and the hex is
+    written by one numpy pass over Arrow's buffer: together ~4x cheaper than
+    set_srid + multipolygons + to_wkb(hex=True)."""
+    wkb = pa.array(shapely.to_wkb(geoms, byte_order=1), pa.large_binary())
+    if make_multi:
+        single_id, header = _MULTI_HEADER[family]
+        single = pa.array(shapely.get_type_id(geoms) == single_id)
+        prefix = pc.if_else(single, pa.scalar(header, pa.large_binary()),
+                            pa.scalar(b"", pa.large_binary()))
+        wkb = pc.binary_join_element_wise(prefix, wkb, pa.scalar(b"", pa.large_binary()))
+    return _hex(wkb)
+
+
+def _hex(b: pa.LargeBinaryArray) -> pa.LargeStringArray:
+    validity, offsets, data = b.buffers()
+    offs = np.frombuffer(offsets, dtype=np.int64)[b.offset:b.offset + len(b) + 1]
+    raw = (np.frombuffer(data, dtype=np.uint8)[offs[0]:offs[-1]] if data is not None
+           else np.empty(0, np.uint8))
+    out = np.empty(raw.size * 2, np.uint8)
+    out[0::2] = _HEX[raw >> 4]
+    out[1::2] = _HEX[raw & 15]
+    return pa.LargeStringArray.from_buffers(
+        len(b), pa.py_buffer((offs - offs[0]) * 2), pa.py_buffer(out), validity, b.null_count)
