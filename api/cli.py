@@ -271,6 +271,8 @@ def etl_rejects(run: int, limit: int = 100) -> None:
 def demo_generate(
     out: Annotated[Path | None, typer.Option(help="Folder (default: .data/demo)")] = None,
     parcels: Annotated[int, typer.Option(help="Number of land-use parcels")] = 6000,
+    scale: Annotated[float | None, typer.Option(
+        help="Multiply the default size (6,000 parcels); e.g. --scale 167 for 1,000,000")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
     force: bool = False,
 ) -> None:
@@ -279,6 +281,10 @@ def demo_generate(
 
     settings = get_settings()
     folder = out or settings.jobs_dirs[0]
+    if scale is not None:
+        if scale <= 0:
+            raise ManifestError("--scale must be more than 0")
+        parcels = max(500, round(6000 * scale))
     paths = generate_city(folder, seed=seed if seed is not None else settings.demo_seed,
                           parcels=parcels, force=force)
     console.print(f"demo city: {len(paths)} job manifests in {folder}")
