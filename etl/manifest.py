@@ -7,10 +7,17 @@ import hashlib
 import re
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 THEMES = ("land-use", "housing", "infrastructure", "traffic", "boundaries")
 FIELD_TYPES = ("string", "integer", "number", "boolean", "date", "datetime")
@@ -43,18 +50,20 @@ class Bilingual(_Strict):
         return self
 
 
+def _check_slug(v: str) -> str:
+    if not SLUG_RE.match(v):
+        raise ValueError("use lower-case letters, digits and '-' (at most 55 characters)")
+    return v
+
+
+Slug = Annotated[str, AfterValidator(_check_slug)]
+
+
 class Organisation(_Strict):
-    slug: str
+    slug: Slug
     name: Bilingual
     url: str | None = None
     email: str | None = None
-
-    @field_validator("slug")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not SLUG_RE.match(v):
-            raise ValueError("use lower-case letters, digits and '-' (at most 55)")
-        return v
 
 
 class Contact(_Strict):
@@ -70,7 +79,7 @@ class Temporal(_Strict):
 class DatasetMeta(_Strict):
     """Catalogue metadata of the dataset the job publishes."""
 
-    slug: str
+    slug: Slug
     title: Bilingual
     description: Bilingual | None = None
     theme: Literal["land-use", "housing", "infrastructure", "traffic", "boundaries"]
@@ -85,13 +94,6 @@ class DatasetMeta(_Strict):
     ] = "unknown"
     temporal: Temporal | None = None
     synthetic: bool = Field(default=False, description="Generated, not real data (the demo).")
-
-    @field_validator("slug")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not SLUG_RE.match(v):
-            raise ValueError("use lower-case letters, digits and '-' (at most 55 characters)")
-        return v
 
 
 class CsvGeometry(_Strict):
