@@ -14,15 +14,43 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
 def wants_html(request: Request) -> bool:
-    """`f=html`, or a browser whose Accept header puts text/html before any JSON type."""
+    """`f=html`, or an Accept header that prefers text/html to every JSON type (by quality,
+    then by order), as a browser's does; anything else gets JSON."""
     f = request.query_params.get("f")
     if f is not None:
         return f.lower() == "html"
-    accept = request.headers.get("accept", "").lower()
-    if "text/html" not in accept:
+    html, json_ = _quality(request.headers.get("accept", ""))
+    if html == 0:
         return False
-    json_at = accept.find("json") if "json" in accept else len(accept)
-    return accept.find("text/html") < json_at
+    if html != json_:
+        return html > json_
+    return _html_first(request)
+
+
+def _quality(accept: str) -> tuple[float, float]:
+    """The best quality given to text/html and to any JSON type (0 when not named)."""
+    html = json_ = 0.0
+    for part in accept.lower().split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = max(0.0, min(1.0, float(p[2:])))
+                except ValueError:
+                    q = 0.0
+        if media in ("text/html", "application/xhtml+xml"):
+            html = max(html, q)
+        elif media.endswith("json") or media.endswith("+json"):
+            json_ = max(json_, q)
+    return html, json_
+
+
+def _html_first(request: Request) -> bool:
+    accept = request.headers.get("accept", "").lower()
+    html_at = min(i for i in (accept.find("text/html"), accept.find("xhtml"), len(accept))
+                  if i >= 0)
+    return html_at < (accept.find("json") if "json" in accept else len(accept))
 
 
 def page_lang(request: Request) -> str:

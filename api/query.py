@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -25,11 +25,16 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     cast,
     column,
+    exists,
+    false,
     func,
     literal,
     literal_column,
+    null,
+    or_,
     select,
     table,
 )
@@ -42,6 +47,7 @@ from geo import cql2
 from geo.crs import CrsError
 from geo.sql import (
     CRS84,
+    GeometryError,
     OgcCrs,
     distance_metres,
     envelope,
@@ -102,8 +108,11 @@ def supported_crs(coll: Collection) -> list[str]:
 
 
 def _crs_param(coll: Collection, value: str | None, name: str) -> OgcCrs:
-    if not value:
+    if value is None:
         return ogc_crs(CRS84)
+    if not value.strip():
+        raise bad_request(f"{name}: is empty; leave it out for CRS84, or give one of: "
+                          f"{', '.join(supported_crs(coll))}", parameter=name)
     try:
         crs = ogc_crs(value)
     except CrsError as exc:
@@ -134,6 +143,11 @@ class FeatureQuery:
     @property
     def filtered(self) -> bool:
         return bool(self.where)
+
+    @property
+    def cursor(self) -> int | None:
+        """The feature id a keyset page starts after (or, walking back, ends before)."""
+        return self.before if self.before is not None else self.after
 
 
 def _floats(text: str, n: tuple[int, ...], name: str) -> list[float]:
@@ -208,12 +222,21 @@ def parse_datetime(coll: Collection, value: str) -> ColumnElement[bool]:
     lo, hi = instant(parts[0]), instant(parts[1])
     if lo is None and hi is None:
         raise bad_request("datetime: an interval needs at least one end", parameter="datetime")
+    if lo is not None and hi is not None and _instant_key(lo) > _instant_key(hi):
+        raise bad_request(f"datetime: the interval {value!r} ends before it starts; give "
+                          "start/end", parameter="datetime")
     conds = []
     if lo is not None:
         conds.append(c >= lo)
     if hi is not None:
         conds.append(c <= hi)
     return and_(*conds)
+
+
+def _instant_key(v: date) -> datetime:
+    if isinstance(v, datetime):
+        return v if v.tzinfo else v.replace(tzinfo=UTC)
+    return datetime(v.year, v.month, v.day, tzinfo=UTC)
 
 
 def parse_filter(coll: Collection, text: str | dict[str, Any], lang: str | None,
@@ -263,14 +286,22 @@ def parse_params(coll: Collection, params: Mapping[str, str], *, default_limit: 
             f"{', '.join(sorted(ITEM_PARAMS))}, or a property name for equality: "
             f"{', '.join(sorted(names)) or 'none'}", parameter=unknown[0])
     q = FeatureQuery(coll=coll)
-    q.limit = _int(params["limit"], "limit", 1, max_limit) if "limit" in params \
-        else default_limit
+    # A limit above the maximum is not an error (OGC API Features Part 1, 7.15.3): the
+    # page is the maximum, with a next link.
+    q.limit = min(_int(params["limit"], "limit", 1, 2**62), max_limit) if "limit" in params \
+        else min(default_limit, max_limit)
     if "offset" in params:
         q.offset = _int(params["offset"], "offset", 0, 10**12)
     if "after" in params:
         q.after = _int(params["after"], "after", -1, 2**62)
     if "before" in params:
         q.before = _int(params["before"], "before", 0, 2**62)
+    if q.after is not None and q.before is not None:
+        raise bad_request("give after (the next page) or before (the previous page), not "
+                          "both", parameter="before")
+    if q.offset and q.cursor is not None:
+        raise bad_request("give offset or after/before, not both (after/before come from "
+                          "the next and prev links)", parameter="offset")
     q.crs = _crs_param(coll, params.get("crs"), "crs")
     if "bbox" in params:
         q.where.append(func.ST_Intersects(sa_table(coll).c.geom,
@@ -288,7 +319,7 @@ def parse_params(coll: Collection, params: Mapping[str, str], *, default_limit: 
         q.where.append(parse_filter(coll, params["filter"], lang, params.get("filter-crs")))
     if body_filter is not None:
         q.where.append(parse_filter(coll, body_filter, "cql2-json", params.get("filter-crs")))
-    for name in names & set(params):
+    for name in (names & set(params)) - ITEM_PARAMS:
         q.where.append(_property_filter(coll, name, params[name]))
     if "properties" in params:
         wanted = [p.strip() for p in params["properties"].split(",") if p.strip()]
@@ -315,9 +346,18 @@ def parse_params(coll: Collection, params: Mapping[str, str], *, default_limit: 
     _spatial_params(coll, params, q)
     count = params.get("count", "estimate")
     if count not in ("exact", "estimate"):
-        raise bad_request("count: accepted values are exact and estimate", parameter="count")
+        raise bad_request("count: accepted values are exact and estimate"
+                          f"{_shadowed_hint(coll, 'count', count)}", parameter="count")
     q.exact_count = count == "exact"
     return q
+
+
+def _shadowed_hint(coll: Collection, name: str, value: str) -> str:
+    """When a property has the name of a parameter, say how to filter on it instead."""
+    if coll.column(name) is None:
+        return ""
+    return (f" (the property {name!r} has this parameter's name: filter on it with "
+            f"filter={name}={value})")
 
 
 def _spatial_params(coll: Collection, params: Mapping[str, str], q: FeatureQuery) -> None:
@@ -344,7 +384,10 @@ def _spatial_params(coll: Collection, params: Mapping[str, str], q: FeatureQuery
         k = _int(params.get("k", "5"), "k", 1, MAX_K)
         q.nearest = (lon, lat, k)
     if "intersects" in params:
-        q.where.append(func.ST_Intersects(geom, _geometry_param(params["intersects"])))
+        try:
+            q.where.append(func.ST_Intersects(geom, _geometry_param(params["intersects"])))
+        except GeometryError as exc:
+            raise bad_request(f"intersects: {exc}", parameter="intersects") from None
 
 
 def _lonlat(text: str, name: str) -> tuple[float, float]:
@@ -367,9 +410,9 @@ def _geometry_param(text: str) -> ColumnElement[Any]:
         except json.JSONDecodeError as exc:
             raise bad_request(f"intersects: not valid GeoJSON ({exc.msg})",
                               parameter="intersects") from None
-        if obj.get("type") == "Feature":
+        if isinstance(obj, dict) and obj.get("type") == "Feature":
             obj = obj.get("geometry") or {}
-        if obj.get("type") not in cql2.GEOJSON_TYPES:
+        if not isinstance(obj, dict) or obj.get("type") not in cql2.GEOJSON_TYPES:
             raise bad_request("intersects: give a GeoJSON geometry or WKT",
                               parameter="intersects")
         return geojson_geometry(obj, crs)
@@ -417,41 +460,106 @@ def feature_json(q: FeatureQuery, t: Table,
                        geom, literal(',"properties":'), props, literal("}"))
 
 
-def _order(q: FeatureQuery, t: Table) -> list[Any]:
-    cols = [t.c[name].desc().nulls_last() if desc else t.c[name].asc().nulls_last()
-            for name, desc in q.sort]
-    return [*cols, t.c.fid.asc()]
+# An ordering term: (expression, descending, nulls last). Pages are ordered by the sortby
+# terms (nulls last) and then by feature id, so every order is total and pages are stable.
+Term = tuple[ColumnElement[Any], bool, bool]
+
+
+def _terms(q: FeatureQuery, t: Table) -> list[Term]:
+    return [(t.c[name], desc, True) for name, desc in q.sort] + [(t.c.fid, False, True)]
+
+
+def _reverse(terms: list[Term]) -> list[Term]:
+    return [(col, not desc, not last) for col, desc, last in terms]
+
+
+def _order_by(terms: list[Term]) -> list[Any]:
+    out = []
+    for col, desc, last in terms:
+        o = col.desc() if desc else col.asc()
+        out.append(o.nulls_last() if last else o.nulls_first())
+    return out
+
+
+def _beyond(col: ColumnElement[Any], cur: ColumnElement[Any], desc: bool, last: bool,
+            never_null: bool) -> ColumnElement[bool]:
+    """`col` comes strictly after the cursor's value in this one term."""
+    strictly = col < cur if desc else col > cur
+    if never_null:
+        return strictly
+    if last:
+        return and_(cur.is_not(null()), or_(col.is_(null()), strictly))
+    return and_(col.is_not(null()), or_(cur.is_(null()), strictly))
+
+
+def _after_cursor(terms: list[Term], cursor: list[ColumnElement[Any]],
+                  fid: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Rows strictly after the cursor row in the order `terms` (keyset paging)."""
+    if len(terms) == 1:
+        col, desc, last = terms[0]
+        return _beyond(col, cursor[0], desc, last, True)
+    ors = []
+    for i, (col, desc, last) in enumerate(terms):
+        same = [terms[j][0].is_not_distinct_from(cursor[j]) for j in range(i)]
+        ors.append(and_(*same, _beyond(col, cursor[i], desc, last, col is fid)))
+    return or_(*ors)
+
+
+def _cursor_values(q: FeatureQuery, t: Table, terms: list[Term],
+                   fid: int) -> list[ColumnElement[Any]]:
+    """The cursor row's sort values, looked up by its id (an index probe each)."""
+    return [bindparam(None, fid, BigInteger) if col is t.c.fid
+            else select(col).where(t.c.fid == fid).scalar_subquery()
+            for col, _desc, _last in terms]
 
 
 def items_statement(q: FeatureQuery) -> Select[Any]:
-    """One row: (features joined by commas, count, first fid, last fid)."""
+    """One row: (features joined by commas, how many, their ids in page order, whether more
+    follow in the direction of travel, whether any lie on the other side of the cursor or
+    offset, whether the cursor names a feature).
+
+    Pages after the first are keyset pages: `after=<id>` (from the next link) or
+    `before=<id>` (from the prev link) continue from that feature's place in the order, so
+    a deep page costs what the first one does. One row more than the limit is read to know
+    whether there is a next page."""
     t = sa_table(q.coll)
-    extra: list[tuple[str, ColumnElement[Any]]] = []
-    where = list(q.where)
     if q.nearest is not None:
         return _nearest_statement(q, t)
+    extra: list[tuple[str, ColumnElement[Any]]] = []
     if q.near is not None:
         dist = cast(distance_metres(t.c.geom, *q.near), Numeric)
         extra.append(("distance_m", func.round(dist, 2)))
-    keyset = not q.sort and not q.offset
-    if keyset and q.after is not None:
-        where.append(t.c.fid > q.after)
-    backwards = keyset and q.before is not None and q.after is None
-    if backwards:
-        where.append(t.c.fid < q.before)
-        order = [t.c.fid.desc()]
-    else:
-        order = _order(q, t)
+    where = list(q.where)
+    backwards = q.before is not None
+    terms = _terms(q, t)
+    run = _reverse(terms) if backwards else terms
+    other: ColumnElement[Any] = literal(q.offset > 0)
+    cursor_ok: ColumnElement[Any] = literal(True)
+    if q.cursor is not None:
+        cur = _cursor_values(q, t, terms, q.cursor)
+        where.append(_after_cursor(run, cur, t.c.fid))
+        behind = or_(_after_cursor(_reverse(run), cur, t.c.fid), t.c.fid == q.cursor)
+        other = exists(select(literal(1)).select_from(t).where(*q.where, behind))
+        if q.sort:
+            cursor_ok = exists(select(literal(1)).select_from(t).where(t.c.fid == q.cursor))
+    order = _order_by(run)
     inner = (select(t.c.fid, feature_json(q, t, extra).label("j"),
                     func.row_number().over(order_by=order).label("rn"))
-             .where(*where).order_by(*order).limit(q.limit))
-    if q.offset and not keyset:
+             .where(*where).order_by(*order).limit(q.limit + 1))
+    if q.offset:
         inner = inner.offset(q.offset)
     sub = inner.subquery("page")
+    end = q.offset + q.limit  # row_number counts the rows OFFSET skips too
+    shown = sub.c.rn <= end
     ordering = sub.c.rn.desc() if backwards else sub.c.rn
     return select(
-        func.coalesce(func.string_agg(sub.c.j, aggregate_order_by(literal(","), ordering)), ""),
-        func.count(), func.min(sub.c.fid), func.max(sub.c.fid))
+        func.coalesce(func.string_agg(sub.c.j, aggregate_order_by(literal(","), ordering))
+                      .filter(shown), ""),
+        func.count().filter(shown),
+        func.coalesce(func.array_agg(aggregate_order_by(sub.c.fid, ordering)).filter(shown),
+                      literal_column("'{}'::bigint[]")),
+        func.coalesce(func.bool_or(sub.c.rn > end), false()),
+        other, cursor_ok)
 
 
 def _nearest_statement(q: FeatureQuery, t: Table) -> Select[Any]:
@@ -473,7 +581,10 @@ def _nearest_statement(q: FeatureQuery, t: Table) -> Select[Any]:
     sub = inner.subquery("page")
     return select(
         func.coalesce(func.string_agg(sub.c.j, aggregate_order_by(literal(","), sub.c.rn)), ""),
-        func.count(), func.min(sub.c.fid), func.max(sub.c.fid))
+        func.count(),
+        func.coalesce(func.array_agg(aggregate_order_by(sub.c.fid, sub.c.rn)),
+                      literal_column("'{}'::bigint[]")),
+        false(), false(), literal(True))
 
 
 def count_statement(q: FeatureQuery) -> Select[Any]:
@@ -484,8 +595,3 @@ def count_statement(q: FeatureQuery) -> Select[Any]:
 def item_statement(q: FeatureQuery, fid: int) -> Select[Any]:
     t = sa_table(q.coll)
     return select(feature_json(q, t)).where(t.c.fid == fid)
-
-
-def has_more_statement(q: FeatureQuery, last_fid: int) -> Select[Any]:
-    t = sa_table(q.coll)
-    return select(literal(1)).select_from(t).where(*q.where, t.c.fid > last_fid).limit(1)

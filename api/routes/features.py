@@ -5,12 +5,15 @@ GeoJSON/JSON and HTML. Every published dataset is a collection named by its slug
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import psycopg
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
+from pydantic import StrictBool
 
 from api.deps import CollectionDep, CollectionsDep, PoolDep
 from api.html import render, wants_html
@@ -19,7 +22,6 @@ from api.query import (
     FeatureQuery,
     compile_sql,
     count_statement,
-    has_more_statement,
     item_statement,
     items_statement,
     parse_params,
@@ -29,6 +31,11 @@ from catalog.collections import Collection
 from geo.sql import CRS84
 
 router = APIRouter(tags=["OGC API Features"])
+log = logging.getLogger("shahr.api")
+# Below this many rows numberMatched of a filtered request is counted exactly; above it, only
+# with count=exact (a COUNT scans what the filter selects).
+EXACT_COUNT_ROWS = 200_000
+FORMATS = {"json": "JSON / GeoJSON", "geojson": "GeoJSON", "html": "HTML"}
 
 GEOJSON = "application/geo+json"
 OGC = "http://www.opengis.net/spec"
@@ -36,7 +43,6 @@ CONFORMANCE = [
     f"{OGC}/ogcapi-features-1/1.0/conf/core",
     f"{OGC}/ogcapi-features-1/1.0/conf/geojson",
     f"{OGC}/ogcapi-features-1/1.0/conf/html",
-    f"{OGC}/ogcapi-features-1/1.0/conf/oas30",
     f"{OGC}/ogcapi-features-2/1.0/conf/crs",
     f"{OGC}/ogcapi-features-3/1.0/conf/queryables",
     f"{OGC}/ogcapi-features-3/1.0/conf/queryables-query-parameters",
@@ -75,6 +81,7 @@ def _json(body: Any, media: str = "application/json", **headers: str) -> Respons
 
 @router.get("/", summary="Landing page", response_model=None)
 async def landing(request: Request) -> Response:
+    _check_format(_params(request))
     b = base_url(request)
     body = {
         "title": "Shahr · شهر",
@@ -84,7 +91,7 @@ async def landing(request: Request) -> Response:
             link(f"{b}/?f=json", "self", "application/json", "This document"),
             link(f"{b}/?f=html", "alternate", "text/html", "This document as HTML"),
             link(f"{b}/openapi.json", "service-desc",
-                 "application/vnd.oai.openapi+json;version=3.0", "The API definition"),
+                 "application/vnd.oai.openapi+json;version=3.1", "The API definition"),
             link(f"{b}/docs", "service-doc", "text/html", "The API documentation"),
             link(f"{b}/conformance", "conformance", "application/json",
                  "Conformance classes"),
@@ -99,6 +106,7 @@ async def landing(request: Request) -> Response:
 
 @router.get("/conformance", summary="Conformance classes", response_model=None)
 async def conformance(request: Request) -> Response:
+    _check_format(_params(request))
     body = {"conformsTo": CONFORMANCE}
     if wants_html(request):
         return render(request, "ogc/conformance.html", body)
@@ -145,6 +153,7 @@ def collection_doc(coll: Collection, b: str) -> dict[str, Any]:
 @router.get("/collections", summary="The collections (one per published dataset)",
             response_model=None)
 async def collections(request: Request, colls: CollectionsDep) -> Response:
+    _check_format(_params(request))
     b = base_url(request)
     body = {
         "links": [link(f"{b}/collections", "self", "application/json"),
@@ -160,6 +169,7 @@ async def collections(request: Request, colls: CollectionsDep) -> Response:
 
 @router.get("/collections/{collection_id}", summary="One collection", response_model=None)
 async def collection(request: Request, coll: CollectionDep) -> Response:
+    _check_format(_params(request))
     body = collection_doc(coll, base_url(request))
     if wants_html(request):
         return render(request, "ogc/collection.html", body)
@@ -169,6 +179,7 @@ async def collection(request: Request, coll: CollectionDep) -> Response:
 @router.get("/collections/{collection_id}/queryables",
             summary="Properties usable in filters (JSON Schema)", response_model=None)
 async def queryables(request: Request, coll: CollectionDep) -> Response:
+    _check_format(_params(request))
     b = base_url(request)
     schema_types = {"string": {"type": "string"}, "integer": {"type": "integer"},
                     "number": {"type": "number"}, "boolean": {"type": "boolean"},
@@ -196,6 +207,13 @@ async def queryables(request: Request, coll: CollectionDep) -> Response:
     return _json(body, "application/schema+json")
 
 
+def _check_format(params: dict[str, str]) -> None:
+    f = params.get("f")
+    if f is not None and f.lower() not in FORMATS:
+        raise bad_request(f"f: {f!r} is not offered here; accepted: {', '.join(FORMATS)}",
+                          parameter="f")
+
+
 def _params(request: Request) -> dict[str, str]:
     params: dict[str, str] = {}
     for k, v in request.query_params.multi_items():
@@ -217,31 +235,42 @@ def _page_url(request: Request, **changes: str | None) -> str:
 
 async def _run(pool: Any, stmt: Any) -> Any:
     sql, params = compile_sql(stmt)
-    async with pool.connection() as conn:
-        cur = await conn.execute(sql, params)
-        return await cur.fetchone()
+    try:
+        async with pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchone()
+    except (psycopg.errors.DataError, psycopg.errors.InternalError_) as exc:
+        # Values PostgreSQL/PostGIS cannot compute with (an overflow in filter arithmetic,
+        # a shape PROJ cannot move to the CRS asked for, ...): the request's fault, a 400.
+        message = exc.diag.message_primary or str(exc).splitlines()[0]
+        log.info("query refused by the database: %s", message)
+        raise bad_request(f"the database could not evaluate this request: {message}; check "
+                          "the numbers, coordinates and CRS given") from None
 
 
 async def _items(request: Request, pool: Any, coll: Collection,
-                 body_filter: dict[str, Any] | None = None) -> Response:
+                 body_filter: dict[str, Any] | None = None,
+                 post_body: dict[str, Any] | None = None) -> Response:
     settings = request.app.state.settings
     params = _params(request)
+    _check_format(params)
     q = parse_params(coll, params, default_limit=settings.default_limit,
                      max_limit=settings.max_limit, body_filter=body_filter)
-    features, returned, first, last = await _run(pool, items_statement(q))
+    features, returned, fids, more, other, cursor_ok = await _run(pool, items_statement(q))
+    if not cursor_ok:
+        name = "before" if q.before is not None else "after"
+        raise bad_request(f"{name}: there is no feature {q.cursor} in {coll.slug}; a sorted "
+                          "page continues from a feature's place (use the next and prev "
+                          "links)", parameter=name)
     matched = await _matched(pool, q)
-    links = _item_links(request, q, returned, first, last, matched)
-    if returned == q.limit and q.nearest is None and "next" not in {x["rel"] for x in links}:
-        more = await _run(pool, has_more_statement(q, last)) if q.sort == [] and not q.offset \
-            else (1,)
-        if more:
-            links.append(_next_link(request, q, last))
+    links = _item_links(request, q, fids, more, other, post_body)
     if wants_html(request):
         feats = json.loads(f"[{features}]")
         return render(request, "ogc/items.html", {
             "title": coll.title, "collection": coll, "features": feats,
             "numberReturned": returned, "numberMatched": matched, "links": links,
-            "columns": q.properties or [c.name for c in coll.columns]})
+            "columns": q.properties if q.properties is not None
+            else [c.name for c in coll.columns]})
     head = {"type": "FeatureCollection", "numberReturned": returned,
             "timeStamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "links": links}
     if matched is not None:
@@ -258,62 +287,126 @@ async def _matched(pool: Any, q: FeatureQuery) -> int | None:
         return None
     if not q.filtered:
         return q.coll.feature_count
-    if q.exact_count or q.coll.feature_count <= 200_000:
+    if q.exact_count or q.coll.feature_count <= EXACT_COUNT_ROWS:
         row = await _run(pool, count_statement(q))
         return int(row[0])
     return None
 
 
-def _next_link(request: Request, q: FeatureQuery, last: int) -> dict[str, str]:
-    if q.sort or q.offset:
-        url = _page_url(request, offset=str(q.offset + q.limit), after=None, before=None)
-    else:
-        url = _page_url(request, after=str(last), before=None, offset=None)
-    return link(url, "next", GEOJSON, "Next page")
+def _page_link(request: Request, rel: str, title: str, body: dict[str, Any] | None,
+               **changes: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = link(_page_url(request, **changes), rel, GEOJSON, title)
+    if body is not None:  # a POST search: the next page is the same POST (as STAC API does)
+        out["method"] = "POST"
+        out["body"] = body
+    return out
 
 
-def _item_links(request: Request, q: FeatureQuery, returned: int, first: int | None,
-                last: int | None, matched: int | None) -> list[dict[str, str]]:
-    links = [link(_page_url(request), "self", GEOJSON, "This page"),
-             link(_page_url(request, f="html"), "alternate", "text/html", "This page as HTML"),
-             link(f"{base_url(request)}/collections/{q.coll.slug}", "collection",
-                  "application/json", q.coll.title)]
+def _item_links(request: Request, q: FeatureQuery, fids: list[int], more: bool, other: bool,
+                body: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """self, alternate, collection; next when more features follow, prev when some come
+    before. Keyset links (after=/before= a feature id) unless the client paged by offset."""
+    links: list[dict[str, Any]] = [
+        _page_link(request, "self", "This page", body),
+        link(_page_url(request, f="html"), "alternate", "text/html", "This page as HTML"),
+        link(f"{base_url(request)}/collections/{q.coll.slug}", "collection",
+             "application/json", q.coll.title)]
     if q.nearest is not None:
         return links
-    paged_back = q.after is not None or q.before is not None or q.offset > 0
-    if paged_back and returned and first is not None:
-        if q.sort or q.offset:
-            prev = _page_url(request, offset=str(max(q.offset - q.limit, 0)))
-        else:
-            prev = _page_url(request, before=str(first), after=None)
-        links.append(link(prev, "prev", GEOJSON, "Previous page"))
-    if q.before is not None and last is not None and returned:
-        # Walking backwards: there is always a page after this one.
-        links.append(_next_link(request, q, last))
+    backwards = q.before is not None
+    has_next, has_prev = (other, more) if backwards else (more, other)
+    if q.offset:
+        if has_prev:
+            links.append(_page_link(request, "prev", "Previous page", body,
+                                    offset=str(max(q.offset - q.limit, 0))))
+        if has_next:
+            links.append(_page_link(request, "next", "Next page", body,
+                                    offset=str(q.offset + q.limit)))
+        return links
+    if has_prev and fids:
+        links.append(_page_link(request, "prev", "Previous page", body,
+                                before=str(fids[0]), after=None))
+    if has_next and fids:
+        links.append(_page_link(request, "next", "Next page", body,
+                                after=str(fids[-1]), before=None))
+    elif has_next and backwards:  # an empty page before the first: go back to the start
+        links.append(_page_link(request, "next", "Next page", body, after=None, before=None))
     return links
 
 
+def _q(name: str, description: str, schema: dict[str, Any] | None = None,
+       style: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "in": "query", "required": False,
+                           "description": description, "schema": schema or {"type": "string"}}
+    if style:
+        out.update(style=style, explode=False)
+    return out
+
+
+_F = _q("f", "Response format: json (GeoJSON) or html; the Accept header works too.",
+        {"type": "string", "enum": sorted(FORMATS)})
+_CRS = _q("crs", "CRS of the returned geometries (see the collection's crs list); default "
+          "CRS84. EPSG:4326 is latitude, longitude.")
+_PROPERTIES = _q("properties", "Comma-separated properties to return (empty: none).",
+                 {"type": "array", "items": {"type": "string"}}, "form")
+_SKIP = _q("skipGeometry", "true: leave geometries out.", {"type": "boolean"})
+ITEM_PARAMETERS = [
+    _F,
+    _q("limit", "Features per page (default 10); a value above the server's maximum gives "
+       "the maximum.", {"type": "integer", "minimum": 1, "default": 10}),
+    _q("bbox", "minx,miny,maxx,maxy (or 6 numbers with heights), in bbox-crs.",
+       {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 6}, "form"),
+    _q("bbox-crs", "CRS of bbox; default CRS84."),
+    _q("datetime", "An instant (2023-05-01) or interval (2023-01-01/2023-02-01, .. for "
+       "open) on the first date or time property."),
+    _CRS, _PROPERTIES, _SKIP,
+    _q("sortby", "Comma-separated properties, - for descending (e.g. -date,+severity)."),
+    _q("filter", "A CQL2 filter (Part 3) on the queryables."),
+    _q("filter-lang", "cql2-text (default) or cql2-json.",
+       {"type": "string", "enum": ["cql2-text", "cql2-json"]}),
+    _q("filter-crs", "CRS of the geometries in filter; default CRS84."),
+    _q("near", "lon,lat: features within radius metres (true distance); adds distance_m."),
+    _q("radius", "Metres (more than 0), with near.", {"type": "number", "minimum": 0}),
+    _q("nearest", "lon,lat: the k nearest features, nearest first, with distance_m."),
+    _q("k", "How many nearest features (default 5).", {"type": "integer", "minimum": 1}),
+    _q("intersects", "A WKT or GeoJSON geometry (CRS84) the features must intersect."),
+    _q("count", "exact: always count numberMatched (it may be left out on big tables).",
+       {"type": "string", "enum": ["exact", "estimate"]}),
+    _q("after", "Paging cursor from the next link (a feature id).", {"type": "integer"}),
+    _q("before", "Paging cursor from the prev link (a feature id).", {"type": "integer"}),
+    _q("offset", "Skip this many features (prefer the next link).",
+       {"type": "integer", "minimum": 0}),
+]
+
+
 @router.get("/collections/{collection_id}/items", summary="Features, filtered and paged",
-            response_model=None)
+            description="Any queryable can also be given as a parameter for equality "
+                        "(e.g. severity=fatal).",
+            response_model=None, openapi_extra={"parameters": ITEM_PARAMETERS})
 async def items(request: Request, pool: PoolDep, coll: CollectionDep) -> Response:
     return await _items(request, pool, coll)
 
 
 @router.post("/collections/{collection_id}/items/search",
              summary="Features matching a CQL2-JSON filter sent in the body (large shapes)",
-             response_model=None)
+             response_model=None,
+             openapi_extra={"parameters": [p for p in ITEM_PARAMETERS
+                                           if p["name"] not in ("filter", "filter-lang")]})
 async def items_search(request: Request, pool: PoolDep, coll: CollectionDep,
-                       body: Annotated[dict[str, Any], Body(
+                       body: Annotated[dict[str, Any] | StrictBool, Body(
                            description="A CQL2-JSON filter expression, or "
                                        "{\"filter\": <CQL2-JSON>}")]) -> Response:
     expr = body.get("filter", body) if isinstance(body, dict) else body
+    if isinstance(expr, bool):  # TRUE and FALSE are CQL2 expressions too
+        expr = {"op": "and", "args": [expr]}
     if not isinstance(expr, dict):
-        raise bad_request("the body must be a CQL2-JSON expression (an object)")
-    return await _items(request, pool, coll, body_filter=expr)
+        raise bad_request("the body must be a CQL2-JSON expression (an object), or "
+                          "{\"filter\": <CQL2-JSON>}")
+    return await _items(request, pool, coll, body_filter=expr, post_body=body)
 
 
 @router.get("/collections/{collection_id}/items/{feature_id}", summary="One feature",
-            response_model=None)
+            response_model=None, openapi_extra={"parameters": [_F, _CRS, _PROPERTIES, _SKIP]})
 async def item(request: Request, pool: PoolDep, coll: CollectionDep,
                feature_id: str) -> Response:
     try:
@@ -323,6 +416,7 @@ async def item(request: Request, pool: PoolDep, coll: CollectionDep,
                         "numbers") from None
     settings = request.app.state.settings
     params = _params(request)
+    _check_format(params)
     extra = set(params) - {"f", "crs", "properties", "skipGeometry", "lang"}
     if extra:
         raise bad_request(f"unknown parameter(s) {', '.join(sorted(extra))} for one feature; "
