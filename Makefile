@@ -8,7 +8,7 @@ SHAHR := $(VENV)/bin/shahr
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup db lint bench-load clean help
+.PHONY: demo test test-deps setup db lint bench-load clean help
 
 help:
 	@echo "make demo   set up, load the demo city and serve it on http://127.0.0.1:8000"
@@ -34,7 +34,14 @@ demo: db
 	$(SHAHR) etl run --all
 	$(SHAHR) serve
 
-test: db
+# Real clients the tests drive: GDAL's OAPIF driver (gdal-bin). Installed when missing and
+# we are root on Debian/Ubuntu; otherwise those tests are skipped with a reason.
+test-deps:
+	@command -v ogrinfo >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	   && { apt-get install -y -q gdal-bin >/dev/null 2>&1 || { apt-get update -q >/dev/null \
+	   && apt-get install -y -q gdal-bin >/dev/null; }; } || echo "note: gdal-bin not installed"; }
+
+test: db test-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
