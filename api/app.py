@@ -11,7 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api import problems
 from api.deps import CollectionCache
-from api.routes import datasets, features, health
+from api.routes import datasets, features, health, tiles
 from catalog.bootstrap import resolve_database
 from catalog.database import get_engine, libpq_dsn
 from catalog.settings import Settings, get_settings
@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = AsyncConnectionPool(
             libpq_dsn(url), min_size=1, max_size=settings.pool_size, open=False,
             kwargs={"autocommit": True,
-                    "options": f"-c statement_timeout={settings.statement_timeout_ms}"})
+                    "options": f"-c statement_timeout={settings.statement_timeout_ms} -c jit=off"})
         await app.state.pool.open(wait=False)
         app.state.collections = CollectionCache()
         yield
@@ -46,4 +46,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(datasets.router)
     app.include_router(features.router)
+    app.include_router(tiles.router)
     return app

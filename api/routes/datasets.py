@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.html import page_lang, render, wants_html
+from api.links import base_url, link
 from api.problems import bad_request, not_found
 from catalog import search as cat
 from catalog.jalali import to_jalali_string
@@ -94,21 +95,13 @@ def _wants_html(request: Request, f: str | None) -> bool:
     return wants_html(request)
 
 
-def _base(request: Request) -> str:
-    return (request.app.state.settings.base_url or str(request.base_url)).rstrip("/")
-
-
 def _href(request: Request, path: str, params: list[tuple[str, str]] | None = None) -> str:
     query = urlencode(params or [])
-    return f"{_base(request)}{path}" + (f"?{query}" if query else "")
+    return f"{base_url(request)}{path}" + (f"?{query}" if query else "")
 
 
 def _params(request: Request, *, drop: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     return [(k, v) for k, v in request.query_params.multi_items() if k not in drop]
-
-
-def _link(href: str, rel: str, type_: str, title: str | None = None) -> dict[str, str]:
-    return {"href": href, "rel": rel, "type": type_, **({"title": title} if title else {})}
 
 
 async def _fa_collation(request: Request, conn: Any) -> str | None:
@@ -143,14 +136,14 @@ def _extent(row: dict[str, Any]) -> dict[str, Any] | None:
 
 def _dataset_links(request: Request, slug: str) -> list[dict[str, str]]:
     return [
-        _link(_href(request, f"/datasets/{slug}"), "self", "application/json"),
-        _link(_href(request, f"/datasets/{slug}", [("f", "html")]), "alternate", "text/html"),
-        _link(_href(request, f"/collections/{slug}"), "collection", "application/json",
+        link(_href(request, f"/datasets/{slug}"), "self", "application/json"),
+        link(_href(request, f"/datasets/{slug}", [("f", "html")]), "alternate", "text/html"),
+        link(_href(request, f"/collections/{slug}"), "collection", "application/json",
               "OGC API Features collection"),
-        _link(_href(request, f"/collections/{slug}/items"), "items", "application/geo+json"),
-        _link(_href(request, f"/collections/{slug}/tiles"),
+        link(_href(request, f"/collections/{slug}/items"), "items", "application/geo+json"),
+        link(_href(request, f"/collections/{slug}/tiles"),
               "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector", "application/json"),
-        _link(_href(request, f"/maps/{slug}"), "map", "text/html"),
+        link(_href(request, f"/maps/{slug}"), "map", "text/html"),
     ]
 
 
@@ -184,13 +177,13 @@ def _list_json(request: Request, res: cat.SearchResult) -> dict[str, Any]:
         return _href(request, "/datasets", rest + ([("offset", str(offset))] if offset else []))
 
     params = _params(request, drop=("f",))
-    links = [_link(_href(request, "/datasets", _params(request)), "self", "application/json"),
-             _link(_href(request, "/datasets", [*params, ("f", "html")]), "alternate",
+    links = [link(_href(request, "/datasets", _params(request)), "self", "application/json"),
+             link(_href(request, "/datasets", [*params, ("f", "html")]), "alternate",
                    "text/html")]
     if res.offset + res.limit < res.number_matched:
-        links.append(_link(at(res.offset + res.limit), "next", "application/json"))
+        links.append(link(at(res.offset + res.limit), "next", "application/json"))
     if res.offset > 0:
-        links.append(_link(at(max(0, min(res.offset, res.number_matched) - res.limit)), "prev",
+        links.append(link(at(max(0, min(res.offset, res.number_matched) - res.limit)), "prev",
                            "application/json"))
     return {
         "datasets": [_summary(request, r) for r in res.datasets],
@@ -252,7 +245,7 @@ def _detail_json(request: Request, ds: dict[str, Any]) -> dict[str, Any]:
         "runs": runs,
         "distributions": downloads,
         "links": [*_dataset_links(request, slug),
-                  *(_link(d["href"], "enclosure", d["mediaType"], d["format"])
+                  *(link(d["href"], "enclosure", d["mediaType"], d["format"])
                     for d in downloads)],
     }
 

@@ -17,6 +17,7 @@ from pydantic import StrictBool
 
 from api.deps import CollectionDep, CollectionsDep, PoolDep
 from api.html import render, wants_html
+from api.links import base_url, link
 from api.problems import bad_request, not_found
 from api.query import (
     FeatureQuery,
@@ -27,6 +28,7 @@ from api.query import (
     parse_params,
     supported_crs,
 )
+from api.routes.tiles import TILES_CONFORMANCE
 from catalog.collections import Collection
 from geo.sql import CRS84
 
@@ -62,18 +64,6 @@ CONFORMANCE = [
 ]
 
 
-def base_url(request: Request) -> str:
-    configured = request.app.state.settings.base_url
-    return (configured or str(request.base_url)).rstrip("/")
-
-
-def link(href: str, rel: str, type_: str, title: str | None = None) -> dict[str, str]:
-    out = {"href": href, "rel": rel, "type": type_}
-    if title:
-        out["title"] = title
-    return out
-
-
 def _json(body: Any, media: str = "application/json", **headers: str) -> Response:
     return Response(json.dumps(body, ensure_ascii=False, default=str), media_type=media,
                     headers=headers)
@@ -93,6 +83,8 @@ async def landing(request: Request) -> Response:
             link(f"{b}/openapi.json", "service-desc",
                  "application/vnd.oai.openapi+json;version=3.1", "The API definition"),
             link(f"{b}/docs", "service-doc", "text/html", "The API documentation"),
+            link(f"{b}/tileMatrixSets", "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes",
+                 "application/json", "Tile matrix sets"),
             link(f"{b}/conformance", "conformance", "application/json",
                  "Conformance classes"),
             link(f"{b}/collections", "data", "application/json", "Collections"),
@@ -107,7 +99,7 @@ async def landing(request: Request) -> Response:
 @router.get("/conformance", summary="Conformance classes", response_model=None)
 async def conformance(request: Request) -> Response:
     _check_format(_params(request))
-    body = {"conformsTo": CONFORMANCE}
+    body = {"conformsTo": CONFORMANCE + [c for c in TILES_CONFORMANCE if c not in CONFORMANCE]}
     if wants_html(request):
         return render(request, "ogc/conformance.html", body)
     return _json(body)
