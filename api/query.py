@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -506,11 +507,16 @@ def _after_cursor(terms: list[Term], cursor: list[ColumnElement[Any]],
 
 
 def _cursor_values(q: FeatureQuery, t: Table, terms: list[Term],
-                   fid: int) -> list[ColumnElement[Any]]:
+                   fid: ColumnElement[Any]) -> list[ColumnElement[Any]]:
     """The cursor row's sort values, looked up by its id (an index probe each)."""
-    return [bindparam(None, fid, BigInteger) if col is t.c.fid
-            else select(col).where(t.c.fid == fid).scalar_subquery()
+    return [fid if col is t.c.fid else select(col).where(t.c.fid == fid).scalar_subquery()
             for col, _desc, _last in terms]
+
+
+def cursor_param(value: int | None) -> ColumnElement[Any]:
+    """The keyset cursor as a named parameter, so one compiled statement serves every page
+    (see StatementCache)."""
+    return bindparam("cursor", value, BigInteger)
 
 
 def items_statement(q: FeatureQuery) -> Select[Any]:
@@ -536,12 +542,13 @@ def items_statement(q: FeatureQuery) -> Select[Any]:
     other: ColumnElement[Any] = literal(q.offset > 0)
     cursor_ok: ColumnElement[Any] = literal(True)
     if q.cursor is not None:
-        cur = _cursor_values(q, t, terms, q.cursor)
+        cursor = cursor_param(q.cursor)
+        cur = _cursor_values(q, t, terms, cursor)
         where.append(_after_cursor(run, cur, t.c.fid))
-        behind = or_(_after_cursor(_reverse(run), cur, t.c.fid), t.c.fid == q.cursor)
+        behind = or_(_after_cursor(_reverse(run), cur, t.c.fid), t.c.fid == cursor)
         other = exists(select(literal(1)).select_from(t).where(*q.where, behind))
         if q.sort:
-            cursor_ok = exists(select(literal(1)).select_from(t).where(t.c.fid == q.cursor))
+            cursor_ok = exists(select(literal(1)).select_from(t).where(t.c.fid == cursor))
     order = _order_by(run)
     inner = (select(t.c.fid, feature_json(q, t, extra).label("j"),
                     func.row_number().over(order_by=order).label("rn"))
@@ -594,4 +601,43 @@ def count_statement(q: FeatureQuery) -> Select[Any]:
 
 def item_statement(q: FeatureQuery, fid: int) -> Select[Any]:
     t = sa_table(q.coll)
-    return select(feature_json(q, t)).where(t.c.fid == fid)
+    return select(feature_json(q, t)).where(t.c.fid == bindparam("fid", fid, BigInteger))
+
+
+class StatementCache:
+    """Compiled SQL per (dataset version, request shape), least recently used dropped.
+
+    Building and compiling a SQLAlchemy statement costs more than PostgreSQL answering a
+    page, so requests of the same shape reuse one compile; the values that change from
+    page to page (the keyset cursor, a feature id) are named parameters set per request.
+    A new dataset version is a new key, so nothing stale is served."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+def request_shape(params: Mapping[str, str]) -> tuple[Any, ...]:
+    """What decides the SQL of an items request: every parameter but the cursor values."""
+    return (tuple(sorted((k, v) for k, v in params.items()
+                         if k not in ("after", "before", "f", "lang"))),
+            "after" in params, "before" in params)
+
+
+def cursor_values(params: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """after/before, validated as parse_params does."""
+    after = _int(params["after"], "after", -1, 2**62) if "after" in params else None
+    before = _int(params["before"], "before", 0, 2**62) if "before" in params else None
+    return after, before

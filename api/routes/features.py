@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -21,11 +22,14 @@ from api.links import base_url, link
 from api.problems import bad_request, not_found
 from api.query import (
     FeatureQuery,
+    StatementCache,
     compile_sql,
     count_statement,
+    cursor_values,
     item_statement,
     items_statement,
     parse_params,
+    request_shape,
     supported_crs,
 )
 from api.routes.tiles import TILES_CONFORMANCE
@@ -225,8 +229,20 @@ def _page_url(request: Request, **changes: str | None) -> str:
     return f"{base_url(request)}{request.url.path}" + (f"?{urlencode(params)}" if params else "")
 
 
+def _statements(request: Request) -> StatementCache:
+    """The app's compiled-statement cache (per app: its settings shape the SQL)."""
+    state = request.app.state
+    if not hasattr(state, "statements"):
+        state.statements = StatementCache()
+    return state.statements  # type: ignore[no-any-return]
+
+
 async def _run(pool: Any, stmt: Any) -> Any:
     sql, params = compile_sql(stmt)
+    return await _run_sql(pool, sql, params)
+
+
+async def _run_sql(pool: Any, sql: str, params: dict[str, Any]) -> Any:
     try:
         async with pool.connection() as conn:
             cur = await conn.execute(sql, params)
@@ -246,9 +262,21 @@ async def _items(request: Request, pool: Any, coll: Collection,
     settings = request.app.state.settings
     params = _params(request)
     _check_format(params)
-    q = parse_params(coll, params, default_limit=settings.default_limit,
-                     max_limit=settings.max_limit, body_filter=body_filter)
-    features, returned, fids, more, other, cursor_ok = await _run(pool, items_statement(q))
+    key = ("items", coll.version_id, request_shape(params),
+           json.dumps(body_filter, sort_keys=True) if body_filter is not None else None)
+    cached = _statements(request).get(key)
+    if cached is None:
+        q = parse_params(coll, params, default_limit=settings.default_limit,
+                         max_limit=settings.max_limit, body_filter=body_filter)
+        sql, sql_params = compile_sql(items_statement(q))
+        _statements(request).put(key, (q, sql, sql_params))
+    else:
+        q0, sql, sql_params = cached
+        after, before = cursor_values(params)
+        q = replace(q0, after=after, before=before)
+        if q.cursor is not None:
+            sql_params = {**sql_params, "cursor": q.cursor}
+    features, returned, fids, more, other, cursor_ok = await _run_sql(pool, sql, sql_params)
     if not cursor_ok:
         name = "before" if q.before is not None else "after"
         raise bad_request(f"{name}: there is no feature {q.cursor} in {coll.slug}; a sorted "
@@ -413,9 +441,18 @@ async def item(request: Request, pool: PoolDep, coll: CollectionDep,
     if extra:
         raise bad_request(f"unknown parameter(s) {', '.join(sorted(extra))} for one feature; "
                           "accepted: crs, properties, skipGeometry, f", parameter=min(extra))
-    q = parse_params(coll, params, default_limit=settings.default_limit,
-                     max_limit=settings.max_limit)
-    row = await _run(pool, item_statement(q, fid)) if abs(fid) < 2**62 else None
+    if abs(fid) >= 2**62:
+        raise not_found(f"no feature {fid} in {coll.slug}")
+    key = ("item", coll.version_id, request_shape(params))
+    cached = _statements(request).get(key)
+    if cached is None:
+        q = parse_params(coll, params, default_limit=settings.default_limit,
+                         max_limit=settings.max_limit)
+        sql, sql_params = compile_sql(item_statement(q, fid))
+        _statements(request).put(key, (q, sql, sql_params))
+    else:
+        q, sql, sql_params = cached
+    row = await _run_sql(pool, sql, {**sql_params, "fid": fid})
     if row is None:
         raise not_found(f"no feature {fid} in {coll.slug}")
     b = base_url(request)
