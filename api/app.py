@@ -11,7 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api import problems
 from api.deps import CollectionCache
-from api.routes import ckan, datasets, features, health, standards, tiles, versions
+from api.routes import ckan, datasets, downloads, features, health, standards, tiles, versions
 from catalog.bootstrap import resolve_database
 from catalog.database import get_engine, libpq_dsn
 from catalog.settings import Settings, get_settings
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(features.router)
     app.include_router(tiles.router)
+    app.include_router(downloads.router)
     app.include_router(versions.router)
     app.include_router(standards.router)
     app.include_router(ckan.router)
