@@ -60,7 +60,14 @@ from sqlalchemy import (
     select,
 )
 
-from api.query import FeatureQuery, compile_sql, feature_json, geometry_digits, sa_table
+from api.query import (
+    FeatureQuery,
+    compile_sql,
+    feature_json,
+    geometry_digits,
+    parse_params,
+    sa_table,
+)
 from catalog.collections import Collection, Column
 from geo.sql import output_geometry
 
@@ -71,10 +78,10 @@ CACHE_MAX_BYTES = 20 * 2**30  # the download cache is pruned (least recently use
 CACHE_KEEP_S = 600  # files used in the last ten minutes are never pruned
 XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit, less the header row
 XLSX_MAX_CELL = 32_767  # Excel's longest text in a cell
-SALT = "shahr-download-1"  # change when a writer's output changes, so old files stop matching
+SALT = "shahr-download-2"  # change when a writer's output changes, so old files stop matching
 BOM = "\ufeff".encode()
 
-# Times each cache entry was built in this process (tests check "built once").
+# Times each cache entry was built for this process (tests check "built once").
 BUILDS: Counter[str] = Counter()
 _GDAL_CLOCK = threading.Lock()
 
@@ -261,13 +268,14 @@ def cache_key(e: Export, stmt: Select[Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def connect_options(*, autocommit: bool) -> dict[str, Any]:
+def connect_options(*, autocommit: bool, role: str) -> dict[str, Any]:
     """Settings of an export's own connection. No parallel plan: PostgreSQL would compute
     every row in the workers and sort them all (the finished JSON included) before sending
     the first one; serially the feature-id order comes from the primary key index as rows
     are produced, so the first byte leaves at once and nothing piles up. No JIT: compiling
-    costs more than it saves on these expressions."""
-    return {"autocommit": autocommit,
+    costs more than it saves on these expressions. The application name says which process
+    runs it (pg_stat_activity)."""
+    return {"autocommit": autocommit, "application_name": f"shahr {role} pid={os.getpid()}",
             "options": f"-c statement_timeout={EXPORT_TIMEOUT_MS} -c TimeZone=UTC "
                        "-c DateStyle=ISO -c extra_float_digits=1 "
                        "-c max_parallel_workers_per_gather=0 -c jit=off"}
@@ -310,7 +318,8 @@ async def copy_stream(dsn: str, e: Export) -> AsyncIterator[bytes]:
     as soon as the first row arrived, so the caller can await it and turn a query error
     into a problem response before any byte is sent."""
     head, tail = stream_head(e)
-    conn = await psycopg.AsyncConnection.connect(dsn, **connect_options(autocommit=True))
+    conn = await psycopg.AsyncConnection.connect(
+        dsn, **connect_options(autocommit=True, role="download"))
     try:
         statement = copy_statement(conn, e)
         first = True
@@ -555,7 +564,10 @@ def write_shapefile_zip(open_batches: Callable[[], Batches], families: list[str]
     """A zipped Shapefile: .shp/.shx/.dbf, .prj (the CRS) and .cpg (UTF-8); field names
     shortened to 10 characters with `fields.csv` mapping them back (with the data
     dictionary); one .shp per geometry kind when the layer mixes them (a Shapefile holds
-    one). `open_batches()` is called once per kind (the rows are read again each time)."""
+    one). `open_batches()` is called once per kind (the rows are read again each time).
+    Text fields start 80 bytes wide and GDAL widens them as longer values come (DBF's limit
+    is 254 bytes: 127 Persian letters); GDAL's RESIZE=YES would shrink them but rewrites
+    the whole .dbf (22 s for a million parcels), for a zip barely smaller."""
     import pyogrio
 
     names = [f.name for f in layer.schema][:-1]
@@ -576,7 +588,7 @@ def write_shapefile_zip(open_batches: Callable[[], Batches], families: list[str]
             pyogrio.write_arrow(_reader(schema, renamed), shp, layer=name,
                                 driver="ESRI Shapefile", geometry_name="geometry",
                                 geometry_type=SHP_TYPES[family], crs=layer.crs_wkt,
-                                encoding="UTF-8", layer_options={"RESIZE": "YES"})
+                                encoding="UTF-8")
             members += sorted(p for p in work.iterdir() if p.stem == name)
         stamp = layer.published.astimezone(UTC).timetuple()[:6]
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -698,7 +710,7 @@ def build_file(dsn: str, e: Export, path: Path, about: list[tuple[str, str]]) ->
             failed.append(exc)
             raise
 
-    with psycopg.connect(dsn, **connect_options(autocommit=False)) as conn:
+    with psycopg.connect(dsn, **connect_options(autocommit=False, role="build")) as conn:
         try:
             _build(conn, e, path, about, guarded)
         except Exception:
@@ -763,35 +775,57 @@ def cache_path(root: Path, e: Export, key: str) -> Path:
     return root / e.coll.slug / f"{key}.{e.fmt.ext}"
 
 
-def cached(root: Path, e: Export, key: str, about: list[tuple[str, str]], dsn: str) -> Path:
-    """The export's file in the cache, built first if missing: under an exclusive lock on
-    `<file>.lock` (flock works across the service's worker processes), into a scratch
+def cached(root: Path, e: Export, key: str, about: list[tuple[str, str]],
+           dsn: str) -> tuple[Path, bool]:
+    """The export's file in the cache, built first if missing (then `built` is True): under
+    an exclusive lock on `<file>.lock` (flock works across processes), into a scratch
     folder, then renamed into place, so a reader never sees a half-written file."""
     path = cache_path(root, e, key)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     if path.exists():
         _touch(path)
-        return path
+        return path, False
     with open(folder / f"{key}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if path.exists():
                 _touch(path)
-                return path
+                return path, False
             work = folder / f".{key}.{uuid.uuid4().hex[:8]}.build"
             work.mkdir()
             try:
                 out = work / f"{key}.{e.fmt.ext}"
                 build_file(dsn, e, out, about)
                 os.replace(out, path)
-                BUILDS[path.name] += 1
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     prune(root, keep=path)
-    return path
+    return path, True
+
+
+def build_in_process(dsn: str, root: str, slug: str, number: int, params: dict[str, str],
+                     fmt: str, key: str, about: list[tuple[str, str]]) -> tuple[str, bool]:
+    """`cached()` in a build process (anyio.to_process): GDAL's writers hold the GIL for a
+    whole file (measured: a 1 s GeoPackage write left other threads no turn for 1 s), and
+    openpyxl is pure Python, so a build in the web worker would freeze its event loop and
+    starve uvicorn's health check (which kills a worker silent for 5 s). The request was
+    validated by the worker; here the same version and query are resolved again from plain
+    values and must give the same cache key."""
+    from catalog.versions import collection_at_version
+
+    with psycopg.connect(dsn) as conn:
+        coll = collection_at_version(conn, slug, number)
+    if coll is None:
+        raise LookupError(f"version {number} of {slug!r} is gone")
+    q = parse_params(coll, params, default_limit=1, max_limit=1)
+    e = Export.make(coll, q, FORMATS[fmt])
+    if cache_key(e, rows_select(e)) != key:
+        raise RuntimeError("the build process resolved another query than the service")
+    path, built = cached(Path(root), e, key, about, dsn)
+    return str(path), built
 
 
 def _touch(path: Path) -> None:

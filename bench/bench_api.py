@@ -151,13 +151,14 @@ class Server:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     collection: str = ""
+    restarts: int = 0
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        out = self.log.open("wb")
+        out = self.log.open("ab")
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -172,6 +173,21 @@ class Server:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def restart_if_dead(self, path: str) -> bool:
+        """Start the server again if something outside ended it (other people's clean-ups
+        on a shared machine); True when it had to."""
+        if self.alive():
+            return False
+        code = self.proc.returncode if self.proc else None
+        print(f"  {self.name} is not running (exit {code}); starting it again", flush=True)
+        self.restarts += 1
+        self.start()
+        self.wait_ready(path)
+        return True
 
     def workers(self) -> list[int]:
         """The uvicorn worker processes (children of the supervisor)."""
@@ -751,7 +767,7 @@ def _f(v: float, digits: int = 0) -> str:
 def render(n: int, args: argparse.Namespace, mach: dict[str, Any], layer: Layer,
            summ: dict[str, dict[str, Any]], verd: dict[str, dict[str, Any]],
            checks: dict[str, Any], commands: dict[str, str], load_s: float,
-           skipped: dict[str, str]) -> str:
+           skipped: dict[str, str], restarts: dict[str, int]) -> str:
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     pgs = mach["pg_settings"]
     fmt = lambda d: ", ".join(f"{k} {v}" for k, v in d.items())  # noqa: E731
@@ -827,6 +843,11 @@ def render(n: int, args: argparse.Namespace, mach: dict[str, Any], layer: Layer,
     lines.append("")
     for case, why in skipped.items():
         lines.append(f"- **{case} skipped**: {why}")
+    for name, count in restarts.items():
+        if count:
+            lines.append(f"- {name} was ended from outside during the run and started again "
+                         f"{count} time(s) (a shared machine); the run after it began on a "
+                         "fresh server.")
     # correctness
     ok_all = all(c.get("ok") is not False for c in checks.values())
     lines.append(f"- Correctness: {'passed' if ok_all else '**FAILED**'}.")
@@ -1005,6 +1026,7 @@ def profile(ours: Server, target: Target, dbname: str, seconds: int, py_spy: str
 def running(servers: list[Server]) -> Iterator[None]:
     try:
         for s in servers:
+            s.log.unlink(missing_ok=True)
             s.start()
         yield
     finally:
@@ -1146,6 +1168,13 @@ def main() -> int:
                     if i % 2:
                         srvs.reverse()
                     for srv in srvs:
+                        server = (nocache if case.endswith("_nocache") and nocache
+                                  else ours if srv == "ours" else tipg)
+                        if server.restart_if_dead(f"/collections/{server.collection}"):
+                            pids[server.name if server.name != "ours-nocache"
+                                 else "nocache"] = server.workers()
+                            if case.endswith("_cached"):  # one request fills the cache again
+                                httpx.get(targets[case][srv].url, timeout=120)
                         r = run_wrk(targets[case][srv], threads=args.threads,
                                     connections=args.connections, duration=args.duration,
                                     tag=f"{n}_{case}_{srv}_{i + 1}", base=(i + 1) * 10**8,
@@ -1197,7 +1226,8 @@ def main() -> int:
                          f"$OURS{tg.path}?properties=<{','.join(tg.names)}, commas "
                          "varied per request>")
                 commands[f"{case} {srv}"] = shown
-        section = render(n, args, mach, layer, summ, verd, checks, commands, load_s, skipped)
+        section = render(n, args, mach, layer, summ, verd, checks, commands, load_s, skipped,
+                         {s.name: s.restarts for s in servers})
         (WORK / f"api_{n}.json").write_text(json.dumps({
             "parcels": n, "args": vars(args), "machine": mach, "layer": asdict(layer),
             "summary": summ, "verdicts": verd, "checks": checks, "commands": commands,

@@ -428,8 +428,9 @@ def main() -> int:
         mach = machine(url)
         svc = Service(env, WORK / f"export_service_{n}.log")
         dl = f"{svc.base}/datasets/{SLUG}/download"
-        for _ in range(4):  # warm both workers (imports, pool, collections)
+        for i in range(4):  # warm both workers (imports, pool) and their build processes
             curl(f"{dl}?format=csv&bbox=0,0,0.001,0.001")
+            curl(f"{dl}?format=gpkg&bbox=0,0,0.001,0.00{i + 1}")
         pg = ogr_pg(url)
         src = f"data.{table}"
         ours_copy = _our_copy_statements(url)

@@ -31,6 +31,9 @@ class VersionDropped(LookupError):
         super().__init__(f"version {number} of {slug!r} was dropped (only the newest versions "
                          f"are kept as tables); kept versions: {kept_text}")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (raised in build processes too)
+        return (VersionDropped, (self.slug, self.number, self.kept))
+
 
 # One row shaped like catalog.collections' query, for version %(number)s (NULL: the current
 # one). The columns are the version's own (schema_json, in its order); labels, units and

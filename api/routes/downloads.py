@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import anyio
+import anyio.to_process
 import psycopg
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
@@ -219,11 +220,16 @@ async def download(
             await _check_rows(request, e)
         async with _slots(request):
             try:
-                path = await anyio.to_thread.run_sync(
-                    dl.cached, root, e, key, _about(request, e, params), dsn)
+                _same_path, built = await anyio.to_process.run_sync(
+                    dl.build_in_process, dsn, str(root), slug, coll.version, params, fmt.name,
+                    key, _about(request, e, params))
             except (psycopg.errors.DataError, psycopg.errors.InternalError_,
                     psycopg.errors.UndefinedTable) as exc:
                 raise _database_error(exc, e) from None
+            except VersionDropped as exc:
+                raise Problem(410, "Gone", str(exc), kept_versions=exc.kept) from None
+        if built:
+            dl.BUILDS[path.name] += 1
     return FileResponse(path, media_type=fmt.media_type, headers=headers)
 
 
