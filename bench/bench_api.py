@@ -2,7 +2,6 @@
 parcels, both with 2 uvicorn workers, in one run, driven by `wrk -t2 -c16 -d20s` on loopback.
 
     .venv/bin/python bench/bench_api.py [--parcels N] [--repeat K] [--duration S]
-    make bench-api            # (if the Makefile has the target) 1,000,000 parcels, 3 repeats
 
 What it does:
 
@@ -17,7 +16,8 @@ What it does:
    - ours: `shahr serve --workers 2` with SHAHR_DATABASE_URL;
    - tipg: `uvicorn tipg.main:app --workers 2` with DATABASE_URL and TIPG_DB_SCHEMAS=["data"]
      (its collection is `data.<table>`; settings as shipped: 10,000 features a tile at most);
-4. for each case, K times, interleaving the servers (the order alternates per repeat), runs
+4. for each case, K times, interleaving the servers (the order alternates per repeat), and
+   each time after PostgreSQL has finished the queries left running by the previous run, runs
    `wrk -t2 -c16 -d<S>s --latency --timeout 30s` (the timeout only so that tipg's slow
    z12 tiles count as latencies, not socket timeouts) with a Lua script whose `done()` writes
    requests, duration, non-2xx/3xx count, socket errors and latency percentiles as JSON:
@@ -257,6 +257,23 @@ def postgres_backends(dbname: str) -> list[int]:
         if cmdline.startswith("postgres: ") and f" {dbname} " in cmdline:
             pids.append(int(d.name))
     return pids
+
+
+def wait_db_idle(url: str, timeout: float = 90.0) -> float:
+    """Wait until no query of the benchmark's database is running. When wrk stops, the
+    servers' queries still in flight go on in PostgreSQL (a z12 tile for seconds), and would
+    slow the next measurement down; seconds waited."""
+    t0 = time.monotonic()
+    with psycopg.connect(bench_load.pg_dsn(url), autocommit=True) as conn:
+        while time.monotonic() - t0 < timeout:
+            busy = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = 'active' AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'").fetchone()[0]  # type: ignore[index]
+            if not busy:
+                break
+            time.sleep(0.25)
+    return time.monotonic() - t0
 
 
 def ensure_tipg_venv(venv: Path) -> Path:
@@ -1157,6 +1174,7 @@ def main() -> int:
                     "nocache": nocache.workers() if nocache else []}
             if args.warmup:
                 for case, srv in order:
+                    wait_db_idle(url)
                     run_wrk(targets[case][srv], threads=args.threads,
                             connections=args.connections, duration=args.warmup,
                             tag=f"{n}_{case}_{srv}_warmup", base=9 * 10**8)
@@ -1175,6 +1193,10 @@ def main() -> int:
                                  else "nocache"] = server.workers()
                             if case.endswith("_cached"):  # one request fills the cache again
                                 httpx.get(targets[case][srv].url, timeout=120)
+                        waited = wait_db_idle(url)
+                        if waited > 1:
+                            print(f"  (waited {waited:.1f} s for the previous run's queries "
+                                  "to finish)", flush=True)
                         r = run_wrk(targets[case][srv], threads=args.threads,
                                     connections=args.connections, duration=args.duration,
                                     tag=f"{n}_{case}_{srv}_{i + 1}", base=(i + 1) * 10**8,
@@ -1191,6 +1213,7 @@ def main() -> int:
             for case in [c for c in args.profile_cases.split(",") if c] if args.profile else []:
                 if case not in targets:
                     continue
+                wait_db_idle(url)
                 server = nocache if case.endswith("_nocache") and nocache else ours
                 prof[case] = profile(server, targets[case]["ours"], dbname, args.profile,
                                      args.py_spy, n, args, case)
