@@ -34,12 +34,16 @@ demo: db
 	$(SHAHR) etl run --all
 	$(SHAHR) serve
 
-# Real clients the tests drive: GDAL's OAPIF driver (gdal-bin). Installed when missing and
-# we are root on Debian/Ubuntu; otherwise those tests are skipped with a reason.
+# Real clients the tests drive: GDAL's OAPIF driver (gdal-bin) and headless Chromium
+# (Debian's chromium, driven by Playwright; never a downloaded browser). Installed when
+# missing and we are root on Debian/Ubuntu.
+APT_TEST_DEPS := $(if $(shell command -v ogrinfo),,gdal-bin) $(if $(wildcard /usr/bin/chromium),,chromium)
 test-deps:
-	@command -v ogrinfo >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	   && { apt-get install -y -q gdal-bin >/dev/null 2>&1 || { apt-get update -q >/dev/null \
-	   && apt-get install -y -q gdal-bin >/dev/null; }; } || echo "note: gdal-bin not installed"; }
+	@if [ -n "$(strip $(APT_TEST_DEPS))" ]; then \
+	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	     apt-get install -y -q $(APT_TEST_DEPS) >/dev/null 2>&1 || { apt-get update -q >/dev/null \
+	       && apt-get install -y -q $(APT_TEST_DEPS) >/dev/null; }; \
+	   else echo "note: install $(APT_TEST_DEPS) for the client and browser tests"; fi; fi
 
 test: db test-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
