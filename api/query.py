@@ -44,6 +44,7 @@ from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 
 from api.problems import bad_request
 from catalog.collections import Collection
+from etl.load import WEB_MERCATOR
 from geo import cql2
 from geo.crs import CrsError
 from geo.sql import (
@@ -82,6 +83,8 @@ def sa_table(coll: Collection) -> Table:
     cols = [column("fid", BigInteger)]
     cols += [column(c.name, SA_TYPES.get(c.type, Text)) for c in coll.columns]
     cols.append(column("geom"))
+    if coll.web_mercator:
+        cols.append(column(WEB_MERCATOR))
     return table(coll.table, *cols, schema="data")
 
 

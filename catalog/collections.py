@@ -59,6 +59,11 @@ class Collection:
     modified: datetime
     synthetic: bool
     columns: tuple[Column, ...] = field(default_factory=tuple)
+    # The table keeps its geometry in EPSG:3857 too (`_geom_3857`; versions loaded before
+    # that column existed do not), which WebMercatorQuad tiles read.
+    web_mercator: bool = False
+    # Low-zoom tile overview tables exist (geo/overview.py: dense layers only).
+    overview: bool = False
 
     @property
     def title(self) -> str:
@@ -85,6 +90,10 @@ SELECT d.id AS dataset_id, d.slug, d.title_fa, d.title_en, d.description_fa,
        ST_YMax(v.extent) AS y1, v.feature_count, d.source_crs, d.metric_crs, d.key_field,
        d.temporal_start, d.temporal_end, d.modified, d.synthetic,
        v.id AS version_id, v.number AS version, v.table_name, v.schema_json,
+       EXISTS (SELECT FROM pg_attribute a
+               WHERE a.attrelid = to_regclass(format('data.%I', v.table_name))
+                 AND a.attname = '_geom_3857' AND NOT a.attisdropped) AS web_mercator,
+       to_regclass(format('data.%I', v.table_name || '__cells')) IS NOT NULL AS overview,
        coalesce((SELECT json_agg(json_build_object(
                    'name', f.name, 'type', f.type, 'label_fa', f.label_fa,
                    'label_en', f.label_en, 'description_fa', f.description_fa,
@@ -118,7 +127,8 @@ def _collection(row: dict[str, Any]) -> Collection:
         feature_count=int(row["feature_count"] or 0), source_crs=row["source_crs"],
         metric_crs=row["metric_crs"], key_field=row["key_field"],
         temporal_start=row["temporal_start"], temporal_end=row["temporal_end"],
-        modified=row["modified"], synthetic=row["synthetic"], columns=cols)
+        modified=row["modified"], synthetic=row["synthetic"], columns=cols,
+        web_mercator=bool(row.get("web_mercator")), overview=bool(row.get("overview")))
 
 
 def load_collections(conn: psycopg.Connection) -> dict[str, Collection]:

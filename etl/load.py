@@ -17,12 +17,26 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from etl.coltypes import PG_TYPE
+from geo import overview
 
 DATA_SCHEMA = "data"
 _WRITE = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=8192)
 Bbox = tuple[float, float, float, float]
 DIGITS_FROM = "۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩٫"
 DIGITS_TO = "01234567890123456789."
+
+
+# The geometry in Web Mercator beside the stored lon/lat, computed by PostgreSQL as rows
+# arrive: vector tiles in WebMercatorQuad read it instead of projecting every feature on
+# every request. Outside Mercator's latitudes (+-85.06) the geometry is clipped first (a
+# point at a pole has no Mercator coordinates: it becomes empty here, and only here).
+# Source column names never start with "_", so the name cannot clash.
+WEB_MERCATOR = "_geom_3857"
+WEB_MERCATOR_COLUMN = (
+    f"{WEB_MERCATOR} geometry GENERATED ALWAYS AS (CASE"
+    " WHEN ST_YMin(geom) >= -85.0511 AND ST_YMax(geom) <= 85.0511 THEN ST_Transform(geom, 3857)"
+    " ELSE ST_Transform(ST_ClipByBox2D(geom, ST_MakeEnvelope(-180, -85.0511, 180, 85.0511,"
+    " 4326)), 3857) END) STORED")
 
 
 def table_name(slug: str, number: int) -> str:
@@ -39,6 +53,7 @@ def create_table(conn: psycopg.Connection, table: str, columns: list[tuple[str, 
     cols = [sql.SQL("fid bigint NOT NULL")]
     cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in columns]
     cols.append(sql.SQL("geom geometry({}, 4326) NOT NULL").format(sql.SQL(geometry_type)))
+    cols.append(sql.SQL(WEB_MERCATOR_COLUMN))
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table)))
     conn.execute(sql.SQL("CREATE TABLE {} ({})").format(qualified(table),
                                                         sql.SQL(", ").join(cols)))
@@ -122,8 +137,8 @@ def enforce_key(conn: psycopg.Connection, table: str, key: str) -> KeyRejects:
             pass
     rows: list[tuple[int, str, dict[str, Any]]] = []
     for fid, raw in conn.execute(sql.SQL(
-            "DELETE FROM {t} AS x WHERE x.{k} IS NULL RETURNING x.fid, to_jsonb(x) - 'geom'"
-    ).format(
+            "DELETE FROM {t} AS x WHERE x.{k} IS NULL"
+            " RETURNING x.fid, to_jsonb(x) - 'geom' - '_geom_3857'").format(
             t=t, k=k)).fetchall():
         rows.append((fid, f"key {key} is missing", raw))
     dupes = conn.execute(sql.SQL(
@@ -132,7 +147,8 @@ def enforce_key(conn: psycopg.Connection, table: str, key: str) -> KeyRejects:
                       row_number() OVER w AS rn
                FROM {t} WINDOW w AS (PARTITION BY {k} ORDER BY fid)) s
            WHERE d.fid = s.fid AND s.rn > 1
-           RETURNING d.fid, s.first_fid, d.{k}::text, to_jsonb(d) - 'geom'""").format(
+           RETURNING d.fid, s.first_fid, d.{k}::text,
+                     to_jsonb(d) - 'geom' - '_geom_3857'""").format(
         t=t, k=k)).fetchall()
     for fid, first, value, raw in dupes:
         rows.append((fid, f"duplicate key {key}={value} (first at row {first})", raw))
@@ -159,6 +175,15 @@ def finish_table(conn: psycopg.Connection, table: str, *, rows: int | None = Non
     return int(n), (None if x0 is None else (x0, y0, x1, y1))
 
 
+def build_overview(conn: psycopg.Connection, table: str) -> None:
+    """The low-zoom tile overview of a dense layer (geo/overview.py), in the load's
+    transaction, so it is published, and dropped, with its version."""
+    conn.execute("SET LOCAL work_mem = '256MB'")
+    for statement in overview.build_statements(DATA_SCHEMA, table, WEB_MERCATOR):
+        conn.execute(statement)  # type: ignore[arg-type]  # identifiers quoted by geo
+
+
 def drop_tables(conn: psycopg.Connection, tables: Iterable[str]) -> None:
     for table in tables:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table)))
+        for name in (table, *overview.tables(table)):
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(name)))

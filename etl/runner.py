@@ -25,6 +25,7 @@ from etl.coltypes import frictionless_type
 from etl.load import (
     Bbox,
     Copier,
+    build_overview,
     create_table,
     drop_tables,
     enforce_key,
@@ -290,6 +291,9 @@ def _load(m: Manifest, src: SourceFile, *, url: str, settings: Settings, dataset
         else:
             count, extent = finish_table(pg, table, rows=copier.rows, bbox=plan.bounds)
         result.rows_loaded = count
+        if 0 < settings.tile_overview_min_features <= count:
+            stage("building low-zoom tile overviews")
+            build_overview(pg, table)
         result.warnings += _quality_warnings(plan)
         rejected = result.rows_read - count
         if result.rows_read and rejected / result.rows_read > m.max_rejected:

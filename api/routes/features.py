@@ -456,13 +456,16 @@ async def item(request: Request, pool: PoolDep, coll: CollectionDep,
     if row is None:
         raise not_found(f"no feature {fid} in {coll.slug}")
     b = base_url(request)
-    feature = json.loads(row[0])
-    feature["links"] = [
+    links = [
         link(f"{b}/collections/{coll.slug}/items/{fid}", "self", GEOJSON),
         link(f"{b}/collections/{coll.slug}/items/{fid}?f=html", "alternate", "text/html"),
         link(f"{b}/collections/{coll.slug}", "collection", "application/json", coll.title)]
     if wants_html(request):
+        feature = {**json.loads(row[0]), "links": links}
         return render(request, "ogc/item.html", {"title": f"{coll.title} · {fid}",
                                                  "collection": coll, "feature": feature})
-    return _json(feature, GEOJSON, **{"Content-Crs": f"<{q.crs.uri}>"})
+    # The database wrote the feature's JSON; splice the links in rather than parse it again.
+    payload = f'{row[0][:-1]},"links":{json.dumps(links, ensure_ascii=False)}}}'
+    return Response(payload.encode(), media_type=GEOJSON,
+                    headers={"Content-Crs": f"<{q.crs.uri}>"})
 

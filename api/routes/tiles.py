@@ -37,8 +37,9 @@ from fastapi.responses import Response
 from api.deps import CollectionDep, PoolDep
 from api.links import base_url, link
 from api.problems import bad_request, not_found
-from api.query import compile_sql, parse_params, sa_table
+from api.query import WEB_MERCATOR, compile_sql, parse_params, sa_table
 from catalog.collections import Collection
+from geo import overview
 from geo import tiles as geotiles
 from geo.sql import CRS84
 
@@ -60,7 +61,7 @@ CACHE_BYTES = 256 * 2**20  # tile cache size per worker
 ENTRY_OVERHEAD = 256  # bytes counted per cached tile besides its data (so 204s count too)
 STATEMENTS = 1024  # compiled tile statements kept per worker
 MAX_AGE = 300  # seconds a client or proxy may reuse a tile without revalidating
-ETAG_SALT = "shahr-mvt-1"  # change when the tile SQL changes, so old ETags stop matching
+ETAG_SALT = "shahr-mvt-2"  # change when the tile SQL changes, so old ETags stop matching
 # Query parameters that filter or shape a tile exactly as on items.
 TILE_PARAMS = {"bbox", "bbox-crs", "datetime", "filter", "filter-lang", "filter-crs",
                "properties", "near", "radius", "intersects"}
@@ -106,13 +107,15 @@ class RenderedTile:
     left_out: int  # features meeting the tile that are not in it (thinned or collapsed)
     as_points: int  # features that collapse in the MVT grid, written as a point
     simplified: bool
+    merged: int = 0  # features drawn only as part of another's overview cell
 
     @property
     def thinned(self) -> str | None:
-        if not (self.simplified or self.left_out or self.as_points):
+        if not (self.simplified or self.left_out or self.as_points or self.merged):
             return None
-        return (f"simplified={'yes' if self.simplified else 'no'}; left-out={self.left_out}; "
-                f"as-points={self.as_points}")
+        out = (f"simplified={'yes' if self.simplified else 'no'}; left-out={self.left_out}; "
+               f"as-points={self.as_points}")
+        return f"{out}; merged={self.merged}" if self.merged else out
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class Statement:
     params: dict[str, Any]
     filtered: bool  # carries a user filter (so an evaluation error is the client's)
     simplified: bool  # below the full-detail zoom, for lines and polygons
+    overview: bool = False  # read from the dense layer's overview tables
 
 
 TileKey = tuple[str, int, str, int, int, int, str]
@@ -249,16 +253,30 @@ def _statement(cache: TileCache, coll: Collection, params: dict[str, str],
                spec: geotiles.TileSpec) -> Statement:
     points = coll.geometry_type.lower().endswith("point")
     simplify = not spec.full_detail and not points
-    key = (coll.slug, coll.version_id, spec.srid, simplify, points, urlencode(params))
+    # A dense layer's low zooms come from its overview (a filter needs the features
+    # themselves, so a filtered tile does not).
+    use_overview = (coll.overview and spec.srid == 3857
+                    and spec.z <= overview.OVERVIEW_MAX_ZOOM and set(params) <= {"properties"})
+    key = (coll.slug, coll.version_id, spec.srid, simplify, points, use_overview,
+           urlencode(params))
+    # (web_mercator is fixed per version, so version_id covers it)
     found = cache.statements.get(key)
     if found is not None:
         cache.statements.move_to_end(key)
         return found
     q = parse_params(coll, params, default_limit=1, max_limit=1)
     props = q.properties if q.properties is not None else [c.name for c in coll.columns]
+    if use_overview:
+        cells, big = overview.overview_tables("data", coll.table)
+        sql, bound = compile_sql(geotiles.overview_tile_statement(
+            sa_table(coll), cells, big, props, points=points))
+        stmt = Statement(sql, bound, False, True, overview=True)
+        cache.statements[key] = stmt
+        return stmt
+    projected = WEB_MERCATOR if coll.web_mercator and spec.srid == 3857 else None
     sql, bound = compile_sql(geotiles.tile_statement(
         sa_table(coll), props, q.where, srid=spec.srid, full_detail=not simplify,
-        points=points))
+        points=points, projected=projected))
     stmt = Statement(sql, bound, bool(q.where), simplify)
     cache.statements[key] = stmt
     while len(cache.statements) > STATEMENTS:
@@ -288,11 +306,11 @@ def _query_suffix(params: dict[str, str]) -> str:
 async def _render(pool: Any, stmt: Statement, spec: geotiles.TileSpec,
                   layer: str) -> RenderedTile:
     params = {**stmt.params, **spec.sql_params(), "tile_layer": layer}
+    if stmt.overview:
+        params.update(overview.cell_range(spec.bounds, spec.z))
     try:
-        async with pool.connection() as conn, conn.transaction():
-            # JIT compilation costs more than it saves on a tile query (PostGIS functions
-            # have high cost estimates, so PostgreSQL reaches for it): off, for this query.
-            await conn.execute("SET LOCAL jit = off")
+        # (JIT, which costs more than it saves on a tile query, is off for the whole pool.)
+        async with pool.connection() as conn:
             cur = await conn.execute(stmt.sql, params, binary=True)
             row = await cur.fetchone()
     except (psycopg.errors.DataError, psycopg.errors.InternalError_) as exc:
@@ -303,6 +321,9 @@ async def _render(pool: Any, stmt: Statement, spec: geotiles.TileSpec,
         raise bad_request(f"filter: cannot be evaluated: {detail}", parameter="filter") from None
     assert row is not None
     data, features, left_out, as_points = row
+    if stmt.overview:
+        return RenderedTile(bytes(data) if features else b"", int(features), 0, 0, True,
+                            merged=int(left_out))
     return RenderedTile(bytes(data) if features else b"", int(features), int(left_out),
                         int(as_points), stmt.simplified)
 
@@ -386,6 +407,27 @@ def _thinning(tms_id: str) -> dict[str, Any]:
     }
 
 
+def _overview_thinning(tms_id: str, coll: Collection) -> dict[str, Any]:
+    """How a dense layer's low zooms are drawn (geo/overview.py), added to `_thinning`."""
+    thinning = _thinning(tms_id)
+    if not (coll.overview and tms_id == "WebMercatorQuad"):
+        return thinning
+    top = overview.OVERVIEW_MAX_ZOOM
+    return {**thinning,
+            "fullDetailFromZoom": top + 1,
+            "overviewToZoom": top,
+            "overview": (
+                f"this layer is dense ({coll.feature_count:,} features): up to zoom {top}, "
+                f"features smaller than a cell (1/{overview.CELLS_PER_TILE} of a tile, four "
+                "screen pixels) are merged per cell into one square (a point for point "
+                "layers) carrying the attributes of the cell's largest feature and "
+                f"`{overview.COUNT_PROPERTY}`, the number of features it stands for; larger "
+                "features are drawn themselves, simplified. Tiles with a filter are drawn "
+                f"from the features themselves. From zoom {top + 1}, every feature."),
+            "perTileHeader": thinning["perTileHeader"] + "; merged=N: features drawn only "
+                             "as part of another feature's cell"}
+
+
 def _bounds(coll: Collection) -> list[float]:
     if any(v is None for v in coll.extent):
         return [-180.0, -85.0511, 180.0, 85.0511]
@@ -443,7 +485,7 @@ def _tileset(request: Request, coll: Collection, tms_id: str,
         }],
         "boundingBox": {"lowerLeft": [w, s], "upperRight": [e, n], "crs": CRS84},
         "centerPoint": {"coordinates": _center(coll, tms_id)[:2], "crs": CRS84},
-        "x-shahr-thinning": _thinning(tms_id),
+        "x-shahr-thinning": _overview_thinning(tms_id, coll),
     }
 
 
@@ -511,12 +553,15 @@ async def tilejson(request: Request, coll: CollectionDep, tms_id: TmsId) -> Resp
     params = _validated(request, coll)
     b = base_url(request)
     lo, hi = geotiles.zoom_range(tms_id)
-    thinning = _thinning(tms_id)
+    thinning = _overview_thinning(tms_id, coll)
     fields = {c.name: FIELD_TYPES.get(c.type, "String") for c in _properties(coll, params)}
+    if "overview" in thinning and not (set(params) - {"properties"}):
+        fields[overview.COUNT_PROPERTY] = "Number"
     description = " ".join(x for x in (
         coll.description,
         f"Thinning: {thinning['belowFullDetail']}; {thinning['fromFullDetail']}. "
-        "No tile is cut to a number of features.") if x)
+        + (f"{thinning['overview']} " if "overview" in thinning else "")
+        + "No tile is cut to a number of features.") if x)
     body = {
         "tilejson": "3.0.0",
         "name": coll.title,

@@ -43,6 +43,7 @@ def table(database_url: str) -> Callable[[str], Rows]:
                 for rec in cur:
                     d = dict(zip(names, rec, strict=True))
                     d.pop("geom")
+                    d.pop("_geom_3857", None)  # internal: the Web Mercator copy
                     d["geometry"] = shapely.from_wkb(bytes(d.pop("wkb__")))
                     rows[d.pop("fid")] = {k: v.isoformat() if isinstance(v, date) else v
                                           for k, v in d.items()}

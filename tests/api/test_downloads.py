@@ -55,12 +55,14 @@ def read_table(database_url: str, table: str) -> tuple[Rows, list[tuple[str, str
         for rec in cur:
             d = dict(zip(cols, rec, strict=True))
             d.pop("geom")
+            d.pop("_geom_3857", None)  # internal: the Web Mercator copy
             d["geometry"] = shapely.from_wkb(bytes(d.pop("wkb__")))
             rows[d.pop("fid")] = d
         schema, name = table.replace('"', "").split(".")
         types = db.execute("SELECT column_name, data_type FROM information_schema.columns "
                            "WHERE table_schema = %s AND table_name = %s "
-                           "AND column_name NOT IN ('fid', 'geom') ORDER BY ordinal_position",
+                           "AND column_name NOT IN ('fid', 'geom', '_geom_3857') "
+                           "ORDER BY ordinal_position",
                            [schema, name]).fetchall()
     return rows, [(n, t) for n, t in types]
 

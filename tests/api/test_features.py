@@ -64,6 +64,7 @@ def table(database_url: str) -> Callable[[str], Rows]:
                 for rec in cur:
                     d = dict(zip(cols, rec, strict=True))
                     d.pop("geom")
+                    d.pop("_geom_3857", None)  # internal: the Web Mercator copy
                     geom = shapely.from_wkb(bytes(d.pop("wkb__")))
                     fid = d.pop("fid")
                     rows[fid] = {k: _plain(v) for k, v in d.items()} | {"geometry": geom}
