@@ -666,6 +666,23 @@ def plan(layer: Layer, ours: Server, tipg: Server, url: str, cases: list[str],
                     check["bust_same_tile"] = r.content == probe.content
             feats = mvt_features(probe.content)
             ids = {int(f["id"]) for f in feats if f.get("id") is not None}
+            cells = [f for f in feats if "_features" in f.get("properties", {})]
+            if cells:  # a dense layer's overview tile (geo/overview.py): cells stand for many
+                stood_for = sum(int(f["properties"]["_features"]) for f in cells)
+                represented = stood_for + len(feats) - len(cells)
+                check.update(
+                    ours_features=len(feats), ours_bytes=len(probe.content),
+                    ours_header_features=probe.headers.get("x-shahr-features"),
+                    ours_thinned=probe.headers.get("x-shahr-thinned"),
+                    first_requests_ms=firsts, uncached_single_ms=busted,
+                    overview_cells=len(cells), overview_represented=represented,
+                    ours_extra=len(ids - fids["ours_buffer"]))
+                # Cells hold the features whose centre is in the tile: about those meeting it.
+                check["ok"] = bool(check.get("bust_same_tile") and not check["ours_extra"]
+                                   and 0.95 * len(fids["tile"]) <= represented
+                                   <= len(fids["ours_buffer"]))
+                checks[case] = check
+                continue
             check.update(
                 ours_features=len(feats), ours_bytes=len(probe.content),
                 ours_header_features=probe.headers.get("x-shahr-features"),
@@ -907,12 +924,19 @@ def render(n: int, args: argparse.Namespace, mach: dict[str, Any], layer: Layer,
                 s += (f"Ours holds {c['ours_features']:,} "
                       f"({c['ours_bytes'] / 1024:.0f} KiB; X-Shahr-Features "
                       f"{c['ours_header_features']}, thinned: {c['ours_thinned'] or 'no'}): "
-                      + ("every parcel meeting the tile is in it"
+                      + (f"an overview tile: {c['overview_cells']:,} cells and "
+                         f"{c['ours_features'] - c['overview_cells']:,} parcels drawn "
+                         f"themselves stand for {c['overview_represented']:,} parcels "
+                         "(the parcels whose centre is in the tile)"
+                         if "overview_cells" in c else
+                         "every parcel meeting the tile is in it"
                          if c['ours_complete'] else
                          f"**{c['ours_missing_in_tile_count']} parcels meeting the tile are "
                          f"missing** (e.g. fid {c['ours_missing_in_tile'][:5]})")
-                      + f"; {c['ours_buffer_only_dropped']} meeting only the buffer are left "
-                      "out (too small for the MVT grid there); the "
+                      + (f"; {c['ours_buffer_only_dropped']} meeting only the buffer are "
+                         "left out (too small for the MVT grid there)"
+                         if "ours_buffer_only_dropped" in c else "")
+                      + "; the "
                       f"cache-busting URL gives the same bytes: {c.get('bust_same_tile')}. "
                       f"First requests of the plain URL: {firsts}; single uncached (busted) "
                       f"requests: {singles} ms; "
