@@ -82,18 +82,24 @@ class Collection:
         return next((c for c in self.columns if c.type in ("date", "datetime")), None)
 
 
-_QUERY = """
-SELECT d.id AS dataset_id, d.slug, d.title_fa, d.title_en, d.description_fa,
+# The columns of a Collection row, shared with catalog.versions (which selects them for any
+# kept version, with its own `modified` and fields).
+COLLECTION_COLUMNS = """
+       d.id AS dataset_id, d.slug, d.title_fa, d.title_en, d.description_fa,
        d.description_en, d.theme, d.keywords, d.licence, o.slug AS organisation,
        coalesce(o.name_en, o.name_fa) AS organisation_name, v.geometry_type,
        ST_XMin(v.extent) AS x0, ST_YMin(v.extent) AS y0, ST_XMax(v.extent) AS x1,
        ST_YMax(v.extent) AS y1, v.feature_count, d.source_crs, d.metric_crs, d.key_field,
-       d.temporal_start, d.temporal_end, d.modified, d.synthetic,
+       d.temporal_start, d.temporal_end, d.synthetic,
        v.id AS version_id, v.number AS version, v.table_name, v.schema_json,
        EXISTS (SELECT FROM pg_attribute a
-               WHERE a.attrelid = to_regclass(format('data.%I', v.table_name))
+               WHERE a.attrelid = to_regclass('data.' || quote_ident(v.table_name))
                  AND a.attname = '_geom_3857' AND NOT a.attisdropped) AS web_mercator,
-       to_regclass(format('data.%I', v.table_name || '__cells')) IS NOT NULL AS overview,
+       to_regclass('data.' || quote_ident(v.table_name || '__cells')) IS NOT NULL
+           AS overview"""
+
+_QUERY = f"""
+SELECT {COLLECTION_COLUMNS}, d.modified,
        coalesce((SELECT json_agg(json_build_object(
                    'name', f.name, 'type', f.type, 'label_fa', f.label_fa,
                    'label_en', f.label_en, 'description_fa', f.description_fa,
@@ -107,7 +113,8 @@ ORDER BY d.slug
 """
 
 
-def _collection(row: dict[str, Any]) -> Collection:
+def collection_from_row(row: dict[str, Any]) -> Collection:
+    """A Collection from a row of COLLECTION_COLUMNS plus `modified` and `fields`."""
     storage = {c["name"]: c.get("storage", c["type"]) for c in row["schema_json"]}
     cols = tuple(
         Column(name=f["name"], type=f["type"], storage=storage.get(f["name"], f["type"]),
@@ -134,13 +141,13 @@ def _collection(row: dict[str, Any]) -> Collection:
 def load_collections(conn: psycopg.Connection) -> dict[str, Collection]:
     """slug -> Collection for every dataset with a current version."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return {r["slug"]: _collection(r) for r in cur.execute(_QUERY).fetchall()}
+        return {r["slug"]: collection_from_row(r) for r in cur.execute(_QUERY).fetchall()}
 
 
 async def load_collections_async(conn: psycopg.AsyncConnection) -> dict[str, Collection]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_QUERY)
-        return {r["slug"]: _collection(r) for r in await cur.fetchall()}
+        return {r["slug"]: collection_from_row(r) for r in await cur.fetchall()}
 
 
 CATALOGUE_STAMP = ("SELECT coalesce(max(modified)::text, '') || ':' || count(*) "

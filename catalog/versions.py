@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from catalog.collections import Collection, _collection
+from catalog.collections import COLLECTION_COLUMNS, Collection, collection_from_row
 
 SERVABLE = ("current", "previous")
 
@@ -38,15 +38,9 @@ class VersionDropped(LookupError):
 # One row shaped like catalog.collections' query, for version %(number)s (NULL: the current
 # one). The columns are the version's own (schema_json, in its order); labels, units and
 # descriptions come from the data dictionary where a column of that name still exists.
-_QUERY = """
-SELECT d.id AS dataset_id, d.slug, d.title_fa, d.title_en, d.description_fa,
-       d.description_en, d.theme, d.keywords, d.licence, o.slug AS organisation,
-       coalesce(o.name_en, o.name_fa) AS organisation_name, v.geometry_type,
-       ST_XMin(v.extent) AS x0, ST_YMin(v.extent) AS y0, ST_XMax(v.extent) AS x1,
-       ST_YMax(v.extent) AS y1, v.feature_count, d.source_crs, d.metric_crs, d.key_field,
-       d.temporal_start, d.temporal_end, coalesce(v.published, v.created) AS modified,
-       d.synthetic, v.id AS version_id, v.number AS version, v.table_name, v.schema_json,
-       v.status, to_regclass(format('data.%%I', v.table_name)) IS NOT NULL AS table_exists,
+_QUERY = f"""
+SELECT {COLLECTION_COLUMNS}, coalesce(v.published, v.created) AS modified,
+       v.status, to_regclass('data.' || quote_ident(v.table_name)) IS NOT NULL AS table_exists,
        coalesce((SELECT json_agg(json_build_object(
                    'name', s.e->>'name', 'type', s.e->>'type', 'label_fa', f.label_fa,
                    'label_en', f.label_en, 'description_fa', f.description_fa,
@@ -77,7 +71,7 @@ def _resolve(row: dict[str, Any] | None, versions: list[VersionSummary], slug: s
     if row["status"] not in SERVABLE or not row["table_exists"]:
         kept = [v.number for v in versions if v.status in SERVABLE]
         raise VersionDropped(slug, row["version"], kept)
-    return _collection(row)
+    return collection_from_row(row)
 
 
 def collection_at_version(conn: psycopg.Connection, slug: str,
