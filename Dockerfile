@@ -1,4 +1,13 @@
 # Shahr's service and ETL image. pyogrio's wheel bundles GDAL, so no system GDAL is needed.
+
+# The browser libraries the maps and pages use (Leaflet and plugins, the Vazirmatn font), from
+# the npm registry with the committed lock, copied as `make assets` does: served by Shahr, no CDN.
+FROM node:20-slim AS assets
+WORKDIR /assets
+COPY assets/package.json assets/package-lock.json assets/vendor.sh ./
+RUN npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+    && sh vendor.sh node_modules /vendor
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,6 +25,7 @@ COPY geo ./geo
 COPY etl ./etl
 COPY maps ./maps
 COPY api ./api
+COPY --from=assets /vendor ./api/static/vendor
 RUN pip install . && useradd --create-home shahr && mkdir -p /data && chown shahr /data
 
 USER shahr

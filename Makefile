@@ -8,12 +8,13 @@ SHAHR := $(VENV)/bin/shahr
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-deps setup db lint bench-load clean help
+.PHONY: demo test test-deps setup assets db lint bench-load clean help
 
 help:
 	@echo "make demo   set up, load the demo city and serve it on http://127.0.0.1:8000"
 	@echo "make test   set up, then run the whole test suite"
 	@echo "make lint   ruff"
+	@echo "make assets the map libraries and font from npm into api/static/vendor (make setup runs it)"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Shahr needs Python >= 3.11 (python3.11 or newer)"; exit 1; }
@@ -24,7 +25,22 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-setup: $(STAMP)
+# Browser libraries served by Shahr itself (no CDN): `npm ci` from the committed lock, then
+# assets/vendor.sh copies their dist files into api/static/vendor/ (gitignored). Rebuilt when
+# the lock or the script changes. npm comes from apt when missing and we are root.
+VENDOR_STAMP := api/static/vendor/.stamp
+$(VENDOR_STAMP): assets/package.json assets/package-lock.json assets/vendor.sh
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	   && { apt-get install -y -q npm >/dev/null 2>&1 || { apt-get update -q >/dev/null \
+	        && apt-get install -y -q npm >/dev/null; }; }; } \
+	   || { echo "Shahr needs npm (Node.js) to install its map libraries"; exit 1; }
+	cd assets && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	sh assets/vendor.sh assets/node_modules api/static/vendor
+	@touch $(VENDOR_STAMP)
+
+assets: $(VENDOR_STAMP)
+
+setup: $(STAMP) $(VENDOR_STAMP)
 
 db: setup
 	$(SHAHR) db upgrade
@@ -55,4 +71,4 @@ bench-load: db
 	$(VENV)/bin/python bench/bench_load.py
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache test-output
+	rm -rf $(VENV) .data .pytest_cache test-output assets/node_modules api/static/vendor

@@ -5,8 +5,11 @@ wrong, and exits non-zero."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -24,11 +27,15 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import func, select
 
+from api.cli_analyze import analyze_app
+from api.cli_keys import keys_app
+from api.cli_worker import worker
 from catalog.bootstrap import ensure_postgis, resolve_database
 from catalog.database import DatabaseUnavailable, session_scope
 from catalog.migrate import current_revision, head_revision, upgrade
 from catalog.models import Dataset, EtlRun, RejectedRow
 from catalog.settings import Settings, get_settings
+from etl.catalogue_manifests import all_stored
 from etl.manifest import ManifestError, find_manifests, load_manifest
 from etl.runner import RunResult, run_job
 
@@ -41,6 +48,9 @@ demo_app = typer.Typer(help="The synthetic demo city (Shahr-e Nemuneh).", no_arg
 app.add_typer(db_app, name="db")
 app.add_typer(etl_app, name="etl")
 app.add_typer(demo_app, name="demo")
+app.add_typer(analyze_app, name="analyze")  # spatial analyses (docs/analytics.md)
+app.add_typer(keys_app, name="keys")  # API keys and the audit log (docs/publishing.md)
+app.command("worker")(worker)  # the job worker (docs/publishing.md)
 
 console = Console()
 err = Console(stderr=True)
@@ -165,12 +175,14 @@ def etl_run(
     else:
         err.print("Name jobs to run, or use --all. `shahr etl list` shows them.")
         raise typer.Exit(2)
-    if not paths:
+    manifests = [load_manifest(p) for p in paths]  # all validated before anything runs
+    url = ready_url(settings)
+    if all_jobs:  # and the datasets created through the API (their manifests are catalogued)
+        manifests += all_stored(url, settings, exclude={m.dataset.slug for m in manifests})
+    if not manifests:
         err.print("No job manifests found. Run `shahr demo generate` first, or set "
                   "SHAHR_JOBS_DIRS.")
         raise typer.Exit(1)
-    manifests = [load_manifest(p) for p in paths]  # all validated before anything runs
-    url = ready_url(settings)
     results = _run_with_progress(manifests, url, settings, force)
     _print_results(results)
     if any(r.status == "failed" for r in results):
@@ -306,16 +318,50 @@ def demo_parcels(path: Path, n: Annotated[int, typer.Option("-n", help="Parcels"
 @app.command("serve")
 @friendly
 def serve(host: str | None = None, port: int | None = None, workers: int = 1,
-          reload: bool = False) -> None:
+          reload: bool = False,
+          log_format: Annotated[str | None, typer.Option(
+              help="text or json (one JSON object a line); default SHAHR_LOG_FORMAT")] = None,
+          log_level: Annotated[str | None, typer.Option(
+              help="debug, info, warning or error; default SHAHR_LOG_LEVEL")] = None) -> None:
     """Run the web service."""
     import uvicorn
 
+    from api.logs import log_config
+
     settings = get_settings()
+    fmt, level = log_format or settings.log_format, (log_level or settings.log_level).lower()
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter(f"{fmt!r}; accepted: text, json", param_hint="--log-format")
+    if level not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter(f"{level!r}; accepted: debug, info, warning, error",
+                                 param_hint="--log-level")
     ready_url(settings)
     host, port = host or settings.host, port or settings.port
     console.print(f"Shahr is serving on [bold]http://{host}:{port}[/] (Ctrl+C stops it)")
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                reload=reload, log_level="info")
+    with _metrics_dir(settings, workers):
+        # X-Forwarded-For is believed only from SHAHR_TRUSTED_PROXIES (the app does it);
+        # the access log is the app's own (one line per request, with its request id).
+        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    reload=reload, log_config=log_config(fmt, level), log_level=level,
+                    access_log=False, proxy_headers=False)
+
+
+@contextmanager
+def _metrics_dir(settings: Settings, workers: int) -> Iterator[None]:
+    """With several workers, prometheus_client's multiprocess mode (a folder of counters
+    the workers share) lets /metrics count every worker's requests; removed at exit."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    folder = (settings.data_dir / "metrics" / str(os.getpid())).resolve()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

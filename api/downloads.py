@@ -46,6 +46,7 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
 from pyproj import CRS
 from sqlalchemy import (
     Float,
@@ -268,15 +269,17 @@ def cache_key(e: Export, stmt: Select[Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def connect_options(*, autocommit: bool, role: str) -> dict[str, Any]:
+def connect_options(*, autocommit: bool, role: str, dsn: str = "") -> dict[str, Any]:
     """Settings of an export's own connection. No parallel plan: PostgreSQL would compute
     every row in the workers and sort them all (the finished JSON included) before sending
     the first one; serially the feature-id order comes from the primary key index as rows
     are produced, so the first byte leaves at once and nothing piles up. No JIT: compiling
     costs more than it saves on these expressions. The application name says which process
-    runs it (pg_stat_activity)."""
+    runs it (pg_stat_activity). Options already in `dsn` (the read-only role, see
+    api/pool.py) are kept."""
+    given = conninfo_to_dict(dsn).get("options", "") if dsn else ""
     return {"autocommit": autocommit, "application_name": f"shahr {role} pid={os.getpid()}",
-            "options": f"-c statement_timeout={EXPORT_TIMEOUT_MS} -c TimeZone=UTC "
+            "options": f"{given} -c statement_timeout={EXPORT_TIMEOUT_MS} -c TimeZone=UTC "
                        "-c DateStyle=ISO -c extra_float_digits=1 "
                        "-c max_parallel_workers_per_gather=0 -c jit=off"}
 
@@ -319,7 +322,7 @@ async def copy_stream(dsn: str, e: Export) -> AsyncIterator[bytes]:
     into a problem response before any byte is sent."""
     head, tail = stream_head(e)
     conn = await psycopg.AsyncConnection.connect(
-        dsn, **connect_options(autocommit=True, role="download"))
+        dsn, **connect_options(autocommit=True, role="download", dsn=dsn))
     try:
         statement = copy_statement(conn, e)
         first = True
@@ -710,7 +713,8 @@ def build_file(dsn: str, e: Export, path: Path, about: list[tuple[str, str]]) ->
             failed.append(exc)
             raise
 
-    with psycopg.connect(dsn, **connect_options(autocommit=False, role="build")) as conn:
+    with psycopg.connect(dsn, **connect_options(autocommit=False, role="build",
+                                                dsn=dsn)) as conn:
         try:
             _build(conn, e, path, about, guarded)
         except Exception:

@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.logs import current_request_id
+
 log = logging.getLogger("shahr.api")
 PROBLEM = "application/problem+json"
 
@@ -37,6 +39,9 @@ def problem_response(request: Request | None, status: int, title: str, detail: s
                      **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
             **({"instance": str(request.url.path)} if request is not None else {}), **extra}
+    rid = current_request_id()  # the X-Request-ID of this request (api/logs.py)
+    if rid is not None:
+        body["request_id"] = rid
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
@@ -65,25 +70,39 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed", 406: "Not acceptable"}.get(
-            exc.status_code, "Error")
+        title = {404: "Not found", 405: "Method not allowed", 406: "Not acceptable",
+                 413: "Content too large"}.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no resource at {request.url.path}; the landing page / lists what is here"
         return problem_response(request, exc.status_code, title, detail)
 
+    @app.exception_handler(psycopg.DataError)
+    async def _bad_value(request: Request, exc: psycopg.Error) -> JSONResponse:
+        # A value the database cannot take (a NUL character, an overflow, ...): the
+        # request's fault wherever it was not caught more precisely.
+        message = (exc.diag.message_primary if isinstance(exc, psycopg.errors.DataError)
+                   else None) or str(exc).splitlines()[0]
+        log.info("value refused by the database: %s", message)
+        return problem_response(request, 400, "Bad request",
+                                f"a value in the request cannot be used: {message}")
+
     @app.exception_handler(psycopg.errors.QueryCanceled)
     async def _timeout(request: Request, exc: psycopg.Error) -> JSONResponse:
-        return problem_response(request, 503, "Query took too long",
-                                "the query was stopped by the statement timeout; narrow it "
-                                "with bbox, filter or a smaller limit")
+        response = problem_response(request, 503, "Query took too long",
+                                    "the query was stopped by the statement timeout; narrow "
+                                    "it with bbox, filter or a smaller limit")
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(psycopg.OperationalError)
     async def _db_down(request: Request, exc: psycopg.Error) -> JSONResponse:
         log.warning("database unavailable: %s", exc)
-        return problem_response(request, 503, "Service unavailable",
-                                "the database is not reachable right now; try again shortly",
-                                headers_hint="Retry-After")
+        response = problem_response(request, 503, "Service unavailable",
+                                    "the database is not reachable right now; try again "
+                                    "shortly")
+        response.headers["Retry-After"] = "5"
+        return response
 
     app.add_middleware(CatchAll)
 

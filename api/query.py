@@ -9,6 +9,7 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -76,6 +77,64 @@ MAX_RADIUS_M = 100_000.0
 
 class QueryError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Request size caps from the settings (SHAHR_MAX_FILTER_BYTES, SHAHR_MAX_VERTICES): set
+    for each request by api.logs.RequestContext, so every caller of parse_params (items,
+    tiles, downloads) is held to its app's caps without passing them along."""
+
+    max_filter_bytes: int = 65_536
+    max_vertices: int = 10_000
+
+
+DEFAULT_CAPS = Caps()
+CAPS: ContextVar[Caps] = ContextVar("shahr_caps", default=DEFAULT_CAPS)
+
+
+def _check_size(value: str, name: str) -> None:
+    size = len(value.encode())
+    limit = CAPS.get().max_filter_bytes
+    if size > limit:
+        raise bad_request(f"{name}: {size:,} bytes is more than the {limit:,} accepted in a "
+                          "URL; send large filters and shapes as CQL2-JSON in the body of "
+                          "POST /collections/{id}/items/search", parameter=name)
+
+
+class VertexBudget:
+    """Counts the vertices of the shapes one request gives, refusing more than the cap."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.left = name, CAPS.get().max_vertices
+
+    def take(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            limit = CAPS.get().max_vertices
+            raise bad_request(f"{self.name}: the shapes have more than {limit:,} vertices "
+                              "in all; simplify them (or split the request)",
+                              parameter=self.name)
+
+    def geojson(self, obj: Any) -> Any:
+        self.take(geojson_positions(obj))
+        return obj
+
+
+def geojson_positions(obj: Any) -> int:
+    """How many positions a GeoJSON geometry (or collection) holds; anything else is 0."""
+    n, stack = 0, [obj]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(v for k in ("coordinates", "geometries") if isinstance(
+                v := node.get(k), list))
+        elif isinstance(node, list):
+            if node and not isinstance(node[0], list | dict):
+                n += 1
+            else:
+                stack.extend(c for c in node if isinstance(c, list | dict))
+    return n
 
 
 @lru_cache(maxsize=512)
@@ -246,11 +305,14 @@ def _instant_key(v: date) -> datetime:
 def parse_filter(coll: Collection, text: str | dict[str, Any], lang: str | None,
                  crs_value: str | None) -> ColumnElement[bool]:
     crs = _crs_param(coll, crs_value, "filter-crs")
+    if isinstance(text, str):
+        _check_size(text, "filter")
+    budget = VertexBudget("filter")
     try:
         tree = cql2.parse(text, lang or ("cql2-json" if isinstance(text, dict) else "cql2-text"))
         return cql2.compile_filter(
             tree, queryables(coll),
-            geometry_sql=lambda g: geojson_geometry(g, crs),
+            geometry_sql=lambda g: geojson_geometry(budget.geojson(g), crs),
             bbox_sql=lambda b: envelope(b, crs))
     except cql2.FilterError as exc:
         raise bad_request(f"filter: {exc}", parameter="filter") from None
@@ -407,6 +469,8 @@ _WKT = re.compile(r"^\s*(MULTI)?(POINT|LINESTRING|POLYGON)\s*\(", re.IGNORECASE)
 def _geometry_param(text: str) -> ColumnElement[Any]:
     """`intersects=` as WKT or GeoJSON, lon/lat (CRS84)."""
     crs = ogc_crs(CRS84)
+    _check_size(text, "intersects")
+    budget = VertexBudget("intersects")
     t = text.strip()
     if t.startswith("{"):
         try:
@@ -414,16 +478,28 @@ def _geometry_param(text: str) -> ColumnElement[Any]:
         except json.JSONDecodeError as exc:
             raise bad_request(f"intersects: not valid GeoJSON ({exc.msg})",
                               parameter="intersects") from None
+        except RecursionError:
+            raise bad_request("intersects: the GeoJSON is nested too deeply",
+                              parameter="intersects") from None
         if isinstance(obj, dict) and obj.get("type") == "Feature":
             obj = obj.get("geometry") or {}
         if not isinstance(obj, dict) or obj.get("type") not in cql2.GEOJSON_TYPES:
             raise bad_request("intersects: give a GeoJSON geometry or WKT",
                               parameter="intersects")
-        return geojson_geometry(obj, crs)
+        return geojson_geometry(budget.geojson(obj), crs)
     if _WKT.match(t):
+        budget.take(_wkt_positions(t))
         return wkt_geometry(t, crs)
     raise bad_request("intersects: give WKT (e.g. POLYGON((...))) or a GeoJSON geometry",
                       parameter="intersects")
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _wkt_positions(text: str) -> int:
+    """Vertices of a WKT shape, counted as pairs of numbers (an upper bound when it has Z)."""
+    return len(_NUMBER.findall(text)) // 2
 
 
 # ---- SQL ------------------------------------------------------------------------------------

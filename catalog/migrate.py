@@ -11,6 +11,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from catalog.database import get_engine, sqlalchemy_url
+from catalog.roles import ensure_reader_role
+from catalog.settings import get_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -23,8 +25,10 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the catalogue to `revision`; also makes the `data` schema the loader fills."""
+    """Migrate the catalogue to `revision`; also makes the `data` schema the loader fills
+    and the read-only role public queries run as (catalog.roles)."""
     command.upgrade(alembic_config(url), revision)
+    ensure_reader_role(url, get_settings().reader_role)
 
 
 def head_revision() -> str | None:

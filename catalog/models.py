@@ -28,7 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 SCHEMA = "catalog"
 DATA_SCHEMA = "data"
 THEMES = ("land-use", "housing", "infrastructure", "traffic", "boundaries")
-RUN_STATUSES = ("running", "succeeded", "failed", "skipped")
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "skipped")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -196,3 +196,123 @@ class RejectedRow(Base):
     raw: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
 
     run: Mapped[EtlRun] = relationship(back_populates="rejects")
+
+
+# ---- write access (migration 0003) -----------------------------------------------------------
+# etl_runs.status also takes "queued" from 0003 on: a run asked for through the API waits in
+# the job queue until a worker takes it.
+KEY_ROLES = ("admin", "publisher")
+UPLOAD_KINDS = ("file", "url")
+REQUEST_KINDS = ("upload", "url", "rerun", "schedule")
+
+
+class ApiKey(Base):
+    """A write key. Only a SHA-256 of its secret is kept; the prefix finds the row."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint(f"role IN {KEY_ROLES!r}", name="role"),
+        CheckConstraint("role = 'admin' OR organisation IS NOT NULL", name="publisher_org"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    organisation: Mapped[str | None] = mapped_column(String(64))  # publisher's organisation slug
+    label: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = _now()
+    expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """One write request: who (key), what (action, target), when, and how it ended."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                         index=True)
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"),
+                                               index=True)
+    key_prefix: Mapped[str | None] = mapped_column(String(16))
+    role: Mapped[str | None] = mapped_column(String(16))
+    organisation: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(Text)
+    target: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+    result: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(Text)
+    client_ip: Mapped[str | None] = mapped_column(Text)
+
+
+class StoredManifest(Base):
+    """The manifest of a dataset created through the API (a YAML job file's equivalent)."""
+
+    __tablename__ = "dataset_manifests"
+
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # The file the dataset is loaded from now: set when a run of an upload succeeds.
+    current_upload_id: Mapped[int | None] = mapped_column(
+        ForeignKey("uploads.id", ondelete="SET NULL"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    created: Mapped[datetime] = _now()
+    modified: Mapped[datetime] = _now()
+
+    dataset: Mapped[Dataset] = relationship()
+    current_upload: Mapped[Upload | None] = relationship()
+
+
+class Upload(Base):
+    """A source file received (or fetched) for a dataset, kept under
+    SHAHR_DATA_DIR/sources/<slug>/; `path` is relative to that folder."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (CheckConstraint(f"kind IN {UPLOAD_KINDS!r}", name="kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"),
+                                            index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    original_name: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(16))
+    member: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    created: Mapped[datetime] = _now()
+
+
+class RunRequest(Base):
+    """Why a queued run exists and who is working on it: the job, the worker's host and
+    pid, the ETL child's pid and a heartbeat (a run whose heartbeat stops is marked failed)."""
+
+    __tablename__ = "run_requests"
+    __table_args__ = (CheckConstraint(f"kind IN {REQUEST_KINDS!r}", name="kind"),)
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("etl_runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"),
+                                            index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    upload_id: Mapped[int | None] = mapped_column(ForeignKey("uploads.id", ondelete="SET NULL"))
+    url: Mapped[str | None] = mapped_column(Text)
+    force: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    worker_host: Mapped[str | None] = mapped_column(Text)
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
+    child_pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created: Mapped[datetime] = _now()
+
+    run: Mapped[EtlRun] = relationship()
+    upload: Mapped[Upload | None] = relationship()

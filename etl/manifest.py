@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -27,6 +28,13 @@ FREQUENCIES = (
     "irregular", "never", "unknown",
 )
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,54}$")
+# How often a URL source is reloaded by the worker (`refresh`, else `update_frequency`).
+REFRESH_WORDS = {
+    "daily": timedelta(days=1), "weekly": timedelta(weeks=1), "monthly": timedelta(days=30),
+    "quarterly": timedelta(days=91), "biannual": timedelta(days=182),
+    "annual": timedelta(days=365),
+}
+MIN_REFRESH = timedelta(minutes=1)
 
 
 class ManifestError(ValueError):
@@ -57,6 +65,35 @@ def _check_slug(v: str) -> str:
 
 
 Slug = Annotated[str, AfterValidator(_check_slug)]
+
+
+def parse_refresh(v: str) -> timedelta | None:
+    """A refresh period: a word (daily ... annual), `never`, or an ISO 8601 duration (P1D,
+    PT6H; at least PT1M). None means never."""
+    word = v.strip().lower()
+    if word in ("never", "off", "none"):
+        return None
+    if word in REFRESH_WORDS:
+        return REFRESH_WORDS[word]
+    try:
+        period = TypeAdapter(timedelta).validate_python(v.strip().upper())
+    except ValidationError:
+        period = None
+    if not v.strip().upper().startswith("P") or period is None:
+        raise ValueError(f"use one of {', '.join(REFRESH_WORDS)}, never, or an ISO 8601 "
+                         "duration such as PT6H or P1D")
+    if period < MIN_REFRESH:
+        raise ValueError("the shortest refresh period is PT1M (one minute)")
+    return period
+
+
+def _check_refresh(v: str | None) -> str | None:
+    if v is not None:
+        parse_refresh(v)
+    return v
+
+
+Refresh = Annotated[str | None, AfterValidator(_check_refresh)]
 
 
 class Organisation(_Strict):
@@ -180,6 +217,12 @@ class Manifest(_Strict):
         default=0.5, ge=0, le=1,
         description="Fail the run when more than this share of rows is rejected",
     )
+    refresh: Refresh = Field(
+        default=None,
+        description="How often `shahr worker` reloads a `source.url`: daily, weekly, monthly, "
+        "quarterly, biannual, annual, never, or an ISO 8601 duration (PT6H). Default: "
+        "dataset.update_frequency when it is one of those words.",
+    )
 
     # Set by load_manifest, not read from YAML.
     path: Path | None = Field(default=None, exclude=True)
@@ -204,6 +247,15 @@ class Manifest(_Strict):
                 return f
         return None
 
+    def refresh_period(self) -> timedelta | None:
+        """How often the worker reloads this job, or None: only a `source.url` is refreshed,
+        every `refresh`, else every `dataset.update_frequency` when that is a period."""
+        if not self.source.url:
+            return None
+        if self.refresh is not None:
+            return parse_refresh(self.refresh)
+        return REFRESH_WORDS.get(self.dataset.update_frequency)
+
 
 def load_manifest(path: Path) -> Manifest:
     """Read and validate one manifest, with errors that say which file and which key."""
@@ -215,19 +267,24 @@ def load_manifest(path: Path) -> Manifest:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ManifestError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ManifestError(f"{path}: a manifest is a mapping with `dataset` and `source` keys")
-    try:
-        m = Manifest.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {where}: {err['msg']}")
-        raise ManifestError(f"{path}: invalid manifest\n" + "\n".join(lines)) from None
+    m = parse_manifest(data, where=str(path))
     m.path = path.resolve()
     m.text_sha256 = hashlib.sha256(text.encode()).hexdigest()
     return m
+
+
+def parse_manifest(data: object, *, where: str) -> Manifest:
+    """Validate a manifest given as data (YAML or a JSON body); errors name `where` and keys."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"{where}: a manifest is a mapping with `dataset` and `source` keys")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ManifestError(f"{where}: invalid manifest\n" + "\n".join(lines)) from None
 
 
 def find_manifests(dirs: list[Path]) -> dict[str, Path]:

@@ -83,32 +83,32 @@ class RejectSink:
 
 
 def run_job(manifest: Manifest, *, url: str, settings: Settings, force: bool = False,
-            on_progress: ProgressFn | None = None, on_stage: StageFn | None = None) -> RunResult:
-    """Run one job to the end; never raises for bad input (the result says what went wrong)."""
+            on_progress: ProgressFn | None = None, on_stage: StageFn | None = None,
+            run_id: int | None = None) -> RunResult:
+    """Run one job to the end; never raises for bad input (the result says what went wrong).
+    `run_id` carries out a run already recorded as queued (the job worker's); else a new
+    run is recorded."""
     t0 = time.perf_counter()
     stage = on_stage or (lambda _msg: None)
     stage("reading source")
     try:
         src = materialise(manifest, settings.cache_dir)
     except SourceError as exc:
-        run_id = _record_failed_start(url, manifest, str(exc))
+        run_id = _record_failed_start(url, manifest, str(exc), run_id)
         return RunResult(manifest.name, run_id, "failed", error=str(exc),
                          seconds=time.perf_counter() - t0)
 
     with session_scope(url) as s:
         ds = _ensure_dataset(s, manifest)
         if not force and _unchanged(s, manifest, ds, src):
-            run = EtlRun(job_name=manifest.name, dataset_id=ds.id, source=src.label,
-                         status="skipped", input_checksum=src.checksum,
-                         manifest_checksum=manifest.text_sha256, finished_at=_now(),
-                         duration_s=0.0)
-            s.add(run)
-            s.flush()
+            run = _run_row(s, run_id, job_name=manifest.name, dataset_id=ds.id,
+                           source=src.label, status="skipped", input_checksum=src.checksum,
+                           manifest_checksum=manifest.text_sha256, finished_at=_now(),
+                           duration_s=0.0)
             return RunResult(manifest.name, run.id, "skipped", seconds=time.perf_counter() - t0)
-        run = EtlRun(job_name=manifest.name, dataset_id=ds.id, source=src.label,
-                     input_checksum=src.checksum, manifest_checksum=manifest.text_sha256)
-        s.add(run)
-        s.flush()
+        run = _run_row(s, run_id, job_name=manifest.name, dataset_id=ds.id, source=src.label,
+                       status="running", input_checksum=src.checksum,
+                       manifest_checksum=manifest.text_sha256)
         run_id, dataset_id = run.id, ds.id
 
     result = RunResult(manifest.name, run_id, "running")
@@ -147,16 +147,39 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _record_failed_start(url: str, manifest: Manifest, error: str) -> int:
+def _record_failed_start(url: str, manifest: Manifest, error: str,
+                         run_id: int | None = None) -> int:
     with session_scope(url) as s:
         ds = s.scalar(select(Dataset).where(Dataset.slug == manifest.dataset.slug))
-        run = EtlRun(job_name=manifest.name, dataset_id=ds.id if ds else None,
-                     source=manifest.source.path or manifest.source.url or "?",
-                     status="failed", error=error, finished_at=_now(), duration_s=0.0,
-                     manifest_checksum=manifest.text_sha256)
-        s.add(run)
-        s.flush()
+        run = _run_row(s, run_id, job_name=manifest.name, dataset_id=ds.id if ds else None,
+                       source=manifest.source.path or manifest.source.url or "?",
+                       status="failed", error=error, finished_at=_now(), duration_s=0.0,
+                       manifest_checksum=manifest.text_sha256)
         return run.id
+
+
+def _run_row(s: Session, run_id: int | None, **values: object) -> EtlRun:
+    """A new run row, or the queued one `run_id` names, set to `values` (started now)."""
+    run = s.get(EtlRun, run_id, with_for_update=True) if run_id is not None else None
+    if run is None:
+        run = EtlRun(**values)
+        s.add(run)
+    else:
+        for k, v in values.items():
+            setattr(run, k, v)
+        run.started_at = _now()
+    s.flush()
+    return run
+
+
+def register_dataset(s: Session, manifest: Manifest) -> Dataset:
+    """Create or update a dataset's catalogue entry from its manifest without loading data
+    (it stays unpublished until a run loads it): how the API creates and edits datasets."""
+    ds = _ensure_dataset(s, manifest)
+    _apply_metadata(ds, ds.organisation, manifest)
+    ds.modified = _now()
+    refresh_search_text(s, ds)
+    return ds
 
 
 def _finish_run(url: str, r: RunResult, rejected: int) -> None:

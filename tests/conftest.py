@@ -52,7 +52,8 @@ def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def settings(database_url: str, session_tmp: Path) -> Settings:
     return Settings(database_url=database_url, data_dir=session_tmp / "data",
-                    jobs_dirs=[session_tmp / "demo"], etl_batch_size=1000)
+                    jobs_dirs=[session_tmp / "demo"], etl_batch_size=1000,
+                    basemap="none")
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ for text/html; API clients, ``*/*`` and no header get JSON)."""
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -13,12 +14,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from api.html import page_lang, render, wants_html
+from api import downloads as dl
+from api import i18n
+from api.html import choose_lang, page_lang, render, url, wants_html, with_params
 from api.links import base_url, link
 from api.problems import bad_request, not_found
+from api.query import parse_params
 from catalog import search as cat
-from catalog.jalali import to_jalali_string
-from catalog.text import PERSIAN_DIGITS
+from catalog.collections import Collection
+from catalog.versions import collection_at_version_async
 
 router = APIRouter(tags=["catalogue"])
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -30,54 +34,6 @@ MEDIA_TYPES = {
     "parquet": "application/vnd.apache.parquet",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
-LABELS: dict[str, dict[str, str]] = {  # value -> Persian label; English shows the value
-    "theme": {"land-use": "کاربری زمین", "housing": "مسکن", "infrastructure": "زیرساخت",
-              "traffic": "ترافیک", "boundaries": "مرزها"},
-    "geometry_type": {"point": "نقطه", "line": "خط", "polygon": "چندضلعی"},
-}
-UI = {
-    "en": {"datasets": "Datasets", "search": "Search", "sort": "Sort by", "matched": "{} datasets",
-           "filters": "Filters", "results": "Results", "pages": "Pages", "next": "Next",
-           "prev": "Previous", "none": "No dataset matches.", "other_lang": "فارسی",
-           "theme": "Theme", "organisation": "Organisation", "keyword": "Keyword",
-           "licence": "Licence", "geometry_type": "Geometry", "format": "Format",
-           "features": "Features", "updated": "Modified", "json": "This page as JSON",
-           "relevance": "Relevance", "title": "Title A–Z", "-title": "Title Z–A",
-           "-modified": "Newest first", "modified": "Oldest first",
-           "about": "About", "use": "Use the data", "downloads": "Downloads",
-           "fields": "Data dictionary", "versions": "Versions", "runs": "Recent ETL runs",
-           "name": "Name", "label": "Label", "type": "Type", "unit": "Unit",
-           "description": "Description", "key": "Key", "version": "Version",
-           "status": "Status", "created": "Created", "published": "Published",
-           "started": "Started", "read": "Read", "loaded": "Loaded", "rejected": "Rejected",
-           "repaired": "Repaired", "error": "Error", "contact": "Contact",
-           "temporal": "Time covered", "extent": "Extent", "source_crs": "Source CRS",
-           "frequency": "Updated", "publisher": "Publisher", "keywords": "Keywords",
-           "collection": "OGC API Features collection", "items": "Features (GeoJSON)",
-           "tiles": "Vector tiles", "map": "Map", "all": "All datasets", "yes": "yes"},
-    "fa": {"datasets": "مجموعه‌داده‌ها", "search": "جستجو", "sort": "ترتیب",
-           "matched": "{} مجموعه‌داده", "filters": "پالایه‌ها", "results": "نتیجه‌ها",
-           "pages": "صفحه‌ها", "next": "بعدی", "prev": "قبلی",
-           "none": "هیچ مجموعه‌داده‌ای پیدا نشد.", "other_lang": "English", "theme": "موضوع",
-           "organisation": "سازمان", "keyword": "کلیدواژه", "licence": "پروانه",
-           "geometry_type": "هندسه", "format": "قالب", "features": "عارضه‌ها",
-           "updated": "به‌روزرسانی", "json": "این صفحه به صورت JSON", "relevance": "ارتباط",
-           "title": "عنوان (الف تا ی)", "-title": "عنوان (ی تا الف)",
-           "-modified": "تازه‌ترین", "modified": "قدیمی‌ترین", "about": "درباره",
-           "use": "استفاده از داده",
-           "downloads": "دریافت", "fields": "فرهنگ داده", "versions": "نسخه‌ها",
-           "runs": "اجراهای اخیر ETL", "name": "نام", "label": "برچسب", "type": "نوع",
-           "unit": "واحد", "description": "توضیح", "key": "کلید", "version": "نسخه",
-           "status": "وضعیت", "created": "ایجاد", "published": "انتشار", "started": "آغاز",
-           "read": "خوانده", "loaded": "بارگذاری", "rejected": "ردشده", "repaired": "ترمیم",
-           "error": "خطا", "contact": "تماس", "temporal": "بازه زمانی", "extent": "گستره",
-           "source_crs": "دستگاه مختصات منبع", "frequency": "دوره به‌روزرسانی",
-           "publisher": "ناشر", "keywords": "کلیدواژه‌ها",
-           "collection": "مجموعه OGC API Features", "items": "عارضه‌ها (GeoJSON)",
-           "tiles": "کاشی‌های برداری", "map": "نقشه", "all": "همه مجموعه‌داده‌ها",
-           "yes": "بله"},
-}
-
 Values = Annotated[list[str] | None, Query()]
 
 
@@ -252,50 +208,123 @@ def _detail_json(request: Request, ds: dict[str, Any]) -> dict[str, Any]:
 
 # --- HTML ----------------------------------------------------------------------------------
 
-
-def _html(request: Request, template: str, **context: Any) -> Response:
-    lang = page_lang(request)
-    t = UI[lang]
-
-    def pick(pair: dict[str, str | None] | None) -> str:
-        pair = pair or {}
-        other = "en" if lang == "fa" else "fa"
-        return pair.get(lang) or pair.get(other) or ""
-
-    def num(n: int | None) -> str:
-        s = "" if n is None else f"{n:,}"
-        return s.translate(str.maketrans("0123456789,", PERSIAN_DIGITS + "٬")) \
-            if lang == "fa" else s
-
-    def day(iso: str | None) -> str:
-        if not iso:
-            return ""
-        d = date.fromisoformat(iso[:10])
-        return to_jalali_string(d, "fa") if lang == "fa" else d.isoformat()
-
-    def label(facet: str, item: dict[str, Any]) -> str:
-        if "label" in item:
-            return pick(item["label"]) or item["value"]
-        fa = LABELS.get(facet, {}).get(item["value"]) if lang == "fa" else None
-        return fa or item["value"]
-
-    params = _params(request, drop=("lang", "offset"))
-    switch = "en" if lang == "fa" else "fa"
-    response = render(request, template, {
-        "t": t, "pick": pick, "num": num, "day": day, "facet_label": label,
-        "json_href": _href(request, request.url.path, [*_params(request, drop=("f",)),
-                                                       ("f", "json")]),
-        "lang_href": _href(request, request.url.path, [*params, ("lang", switch)]),
-        "home_href": _href(request, "/datasets", [(k, v) for k, v in _params(request)
-                                                  if k in ("lang", "f")]),
-        **context})
-    response.headers.update(VARY)
-    return response
+# Every dataset offers every download format, so that facet tells a person nothing here.
+FACET_ORDER = ("theme", "organisation", "geometry_type", "keyword", "licence")
+FACET_SHOWN = 8  # values listed per facet before "n more"
+PREVIEW_ROWS = 10
+FORM_KEEPS = ("theme", "organisation", "keyword", "licence", "geometry_type", "format", "bbox",
+              "limit", "f")
 
 
-def _detail_href(request: Request, slug: str) -> str:
-    return _href(request, f"/datasets/{slug}",
-                 [(k, v) for k, v in _params(request) if k in ("lang", "f")])
+def _search_page(request: Request, body: dict[str, Any], criteria: cat.Criteria,
+                 order: str, lang: str) -> Response:
+    """The search results page: results, facets as filters, active filters to remove, sort,
+    pages and the extents of the results for a small map."""
+    active = [{"facet": name, "text": _facet_text(name, item, lang), "href": item["href"]}
+              for name in FACET_ORDER for item in body["facets"].get(name, [])
+              if item["selected"]]
+    for name in ("q", "bbox"):
+        value = request.query_params.get(name, "").strip()
+        if value:
+            active.insert(0, {"facet": name, "text": value,
+                              "href": with_params(request, drop=(name, "offset"))})
+    links = {link["rel"]: link["href"] for link in body["links"]}
+    extents = [{"slug": d["slug"], "title": _pick(d["title"], lang), "bbox": d["extent"]["bbox"],
+                "href": url(request, f"/datasets/{d['slug']}")}
+               for d in body["datasets"] if d["extent"]]
+    return render(request, "datasets.html", dict(
+        page=body, q=criteria.q or "", site_q=criteria.q or "",
+        sorts=[(s, s == order) for s in cat.SORTS],
+        hidden=[(k, v) for k, v in _params(request) if k in FORM_KEEPS],
+        facets=[{"name": n, "items": body["facets"][n]} for n in FACET_ORDER
+                if body["facets"].get(n)],
+        facet_size=FACET_SHOWN, active=active,
+        clear_href=url(request, "/datasets", [(k, v) for k, v in _params(request)
+                                              if k in ("sort", "limit", "f")]),
+        first=body["offset"] + 1 if body["numberReturned"] else 0,
+        last=body["offset"] + body["numberReturned"],
+        next_href=links.get("next"), prev_href=links.get("prev"), extents=extents,
+        detail_href=lambda slug: url(request, f"/datasets/{slug}")))
+
+
+def _pick(pair: dict[str, str | None], lang: str) -> str:
+    return pair.get(lang) or pair.get("en" if lang == "fa" else "fa") or ""
+
+
+def _facet_text(name: str, item: dict[str, Any], lang: str) -> str:
+    if name in ("theme", "geometry_type", "format"):
+        with i18n.language(lang):
+            return i18n.gettext(i18n.label(name, item["value"]))
+    if "label" in item:
+        return _pick(item["label"], lang) or str(item["value"])
+    return str(item["value"])
+
+
+def _download_sizes(request: Request, coll: Collection | None) -> dict[str, int]:
+    """Sizes of the whole-dataset files already in the download cache (the cache key GET
+    /datasets/{slug}/download?format=... computes, for the same collection and no filter);
+    streamed formats have none."""
+    if coll is None:
+        return {}
+    root = request.app.state.settings.cache_dir / "downloads"
+    q = parse_params(coll, {}, default_limit=1, max_limit=1)
+    sizes = {}
+    for name, fmt in dl.FORMATS.items():
+        if fmt.streamed:
+            continue
+        e = dl.Export.make(coll, q, fmt)
+        path = dl.cache_path(root, e, dl.cache_key(e, dl.rows_select(e)))
+        with contextlib.suppress(OSError):
+            sizes[name] = path.stat().st_size
+    return sizes
+
+
+def _snippets(items: str, download: str) -> list[dict[str, str]]:
+    """Copy-ready code for this dataset: curl, Python (requests, geopandas), JavaScript."""
+    return [
+        {"id": "curl", "title": "curl", "language": "shell", "code":
+            f'curl -s "{items}?limit=100" -H "Accept: application/geo+json"\n'
+            f'curl -L -o data.gpkg "{download}?format=gpkg"'},
+        {"id": "requests", "title": "Python (requests)", "language": "python", "code":
+            "import requests\n\n"
+            f'url = "{items}"\n'
+            'page = requests.get(url, params={"limit": 100}, timeout=60).json()\n'
+            'print(page["numberMatched"], "features")\n'
+            'for feature in page["features"]:\n'
+            '    print(feature["id"], feature["properties"])'},
+        {"id": "geopandas", "title": "Python (geopandas)", "language": "python", "code":
+            "import geopandas as gpd\n\n"
+            f'gdf = gpd.read_file("{download}?format=geojson")\n'
+            "print(gdf.head())"},
+        {"id": "fetch", "title": "JavaScript (fetch)", "language": "javascript", "code":
+            f'const url = "{items}?limit=100";\n'
+            "const page = await fetch(url, {headers: {Accept: \"application/geo+json\"}})\n"
+            "  .then((r) => r.json());\n"
+            "console.log(page.numberMatched, page.features);"},
+    ]
+
+
+async def _dataset_page(request: Request, body: dict[str, Any]) -> Response:
+    """The dataset page: metadata, map preview, first rows, downloads with sizes, snippets,
+    versions and runs."""
+    slug = body["slug"]
+    lang = choose_lang(request).lang
+    async with request.app.state.pool.connection() as conn:  # as the download route has it
+        coll = await collection_at_version_async(conn, slug, None)
+    sizes = _download_sizes(request, coll)
+    downloads = [{**d, "size": sizes.get(d["format"]),
+                  "streamed": dl.FORMATS[d["format"]].streamed,
+                  "too_big": d["format"] == "xlsx" and body["feature_count"] > dl.XLSX_MAX_ROWS}
+                 for d in body["distributions"]]
+    items = url(request, f"/collections/{slug}/items")
+    return render(request, "dataset.html", dict(
+        d=body, downloads=downloads,
+        link={link["rel"]: link["href"] for link in body["links"]},
+        map_src=url(request, f"/maps/{slug}", [("embed", "1"), ("lang", lang)]),
+        map_href=url(request, f"/maps/{slug}"),
+        items_url=items, items_html=url(request, f"/collections/{slug}/items", [("f", "html")]),
+        preview_limit=PREVIEW_ROWS, xlsx_max_rows=dl.XLSX_MAX_ROWS,
+        snippets=_snippets(items, url(request, f"/datasets/{slug}/download"))))
 
 
 # --- routes --------------------------------------------------------------------------------
@@ -319,7 +348,8 @@ async def list_datasets(
     f: Annotated[str | None, Query(description="json or html")] = None,
     lang: Annotated[str | None, Query(description="fa or en (HTML, title sort)")] = None,
 ) -> Response:
-    html, ui_lang = _wants_html(request, f), page_lang(request)
+    html = _wants_html(request, f)
+    ui_lang = choose_lang(request).lang if html else page_lang(request)
     try:
         criteria = cat.criteria(q=q, theme=theme, organisation=organisation, keyword=keyword,
                                 licence=licence, geometry_type=geometry_type, format=fmt,
@@ -334,15 +364,7 @@ async def list_datasets(
     body = _list_json(request, res)
     if not html:
         return JSONResponse(body, headers=VARY)
-    links = {link["rel"]: link["href"] for link in body["links"]}
-    keep = ("theme", "organisation", "keyword", "licence", "geometry_type", "format", "bbox",
-            "limit", "lang", "f")
-    return _html(
-        request, "datasets.html", page=body, q=criteria.q or "",
-        sorts=[(s, UI[ui_lang][s], s == order) for s in cat.SORTS],
-        hidden=[(k, v) for k, v in _params(request) if k in keep],
-        next_href=links.get("next"), prev_href=links.get("prev"),
-        detail_href=lambda slug: _detail_href(request, slug))
+    return _search_page(request, body, criteria, order, ui_lang)
 
 
 @router.get("/datasets/{slug}", summary="One dataset: metadata, fields, versions, runs, links")
@@ -362,5 +384,4 @@ async def get_dataset(
     body = _detail_json(request, ds)
     if not html:
         return JSONResponse(body, headers=VARY)
-    return _html(request, "dataset.html", d=body,
-                 link={link["rel"]: link["href"] for link in body["links"]})
+    return await _dataset_page(request, body)

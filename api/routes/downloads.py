@@ -23,6 +23,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from api import downloads as dl
+from api.pool import public_dsn
 from api.problems import Problem, bad_request, not_found
 from api.query import compile_sql, count_statement, parse_params
 from api.routes.features import ITEM_PARAMETERS
@@ -205,7 +206,7 @@ async def download(
     if _not_modified(request, etag, e):
         return Response(status_code=304, headers={k: v for k, v in headers.items()
                                                   if k != "Content-Disposition"})
-    dsn = libpq_dsn(request.app.state.database_url)
+    dsn = public_dsn(request.app.state.pool, libpq_dsn(request.app.state.database_url))
     if fmt.streamed:
         if request.method == "HEAD":  # the length is known only by making it
             head = Response(headers={**headers, "Accept-Ranges": "none"},
@@ -255,12 +256,19 @@ async def _stream(request: Request, dsn: str, e: dl.Export,
                   headers: dict[str, str]) -> Response:
     """Start the COPY and wait for its first chunk (so a query error is still a problem
     response), then stream the rest; the connection closes when the body ends or the
-    client goes away."""
+    client goes away. The first row must come within the statement timeout of the other
+    public queries (the export's own timeout is long: a slow client is no fault), else the
+    query is cancelled and the answer is a 503."""
     slots = _slots(request)
     await slots.acquire()
     chunks = dl.copy_stream(dsn, e)
+    wait_s = request.app.state.settings.statement_timeout_ms / 1000
     try:
-        first = await anext(chunks)
+        try:
+            first = await asyncio.wait_for(anext(chunks), wait_s)
+        except TimeoutError:
+            raise psycopg.errors.QueryCanceled(
+                f"no first row within {wait_s:g} s (SHAHR_STATEMENT_TIMEOUT_MS)") from None
     except (psycopg.errors.DataError, psycopg.errors.InternalError_,
             psycopg.errors.UndefinedTable) as exc:
         slots.release()

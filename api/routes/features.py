@@ -32,6 +32,7 @@ from api.query import (
     request_shape,
     supported_crs,
 )
+from api.routes import home
 from api.routes.tiles import TILES_CONFORMANCE
 from catalog.collections import Collection
 from geo.sql import CRS84
@@ -95,8 +96,8 @@ async def landing(request: Request) -> Response:
             link(f"{b}/datasets", "search", "application/json", "Search the catalogue"),
         ],
     }
-    if wants_html(request):
-        return render(request, "ogc/landing.html", body)
+    if wants_html(request):  # people get the home page, which keeps these links
+        return await home.page(request, body)
     return _json(body)
 
 

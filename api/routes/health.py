@@ -34,5 +34,8 @@ def readyz(request: Request) -> JSONResponse:
     except SQLAlchemyError as exc:
         checks["error"] = f"database unreachable: {type(exc.orig or exc).__name__}"
         ready = False
+    pool = request.app.state.pool
+    checks["pool"] = "up" if pool.healthy else "database away"
+    checks["public_queries_as"] = pool.identity
     status = "ready" if ready else "not ready"
     return JSONResponse({"status": status, **checks}, status_code=200 if ready else 503)

@@ -26,6 +26,7 @@ DEMO = set(DATASETS)  # job name = slug
 DEMO_ORGS = [("organisation", "nemuneh-municipality"), ("organisation", "nemuneh-traffic")]
 CITY_BBOX = "51.0,35.4,51.8,36.0"
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+EN = {"Accept-Language": "en"}  # pages default to Persian (SHAHR_DEFAULT_LANG)
 
 pytestmark = pytest.mark.usefixtures("demo_loaded")
 
@@ -339,13 +340,13 @@ def test_json_for_programs_html_for_people(http: httpx.Client) -> None:
     assert http.get("/datasets").headers["content-type"].startswith("application/json")
     r = http.get("/datasets", headers={"Accept": "application/json"})
     assert r.headers["content-type"].startswith("application/json")
-    page = html(http, "/datasets", Accept=BROWSER_ACCEPT)
+    page = html(http, "/datasets", Accept=BROWSER_ACCEPT, **EN)
     assert '<html lang="en" dir="ltr">' in page and "Buildings" in page
-    assert '<html lang="en" dir="ltr">' in html(http, "/datasets", {"f": "html"})
+    assert '<html lang="en" dir="ltr">' in html(http, "/datasets", {"f": "html"}, **EN)
     r = http.get("/datasets", params={"f": "json"}, headers={"Accept": BROWSER_ACCEPT})
     assert r.headers["content-type"].startswith("application/json")
     assert "Accept" in r.headers["vary"]
-    page = html(http, "/datasets/buildings", Accept=BROWSER_ACCEPT)
+    page = html(http, "/datasets/buildings", Accept=BROWSER_ACCEPT, **EN)
     assert "Date built" in page and "year_built" in page and "/collections/buildings" in page
 
 

@@ -723,13 +723,15 @@ def test_html_pages_show_the_data(http: httpx.Client, table: Callable[[str], Row
         "/collections/districts": ["Municipal districts", str(len(rows))],
         "/collections/districts/queryables": ["population", "area_km2"],
         "/collections/districts/items": [rows[fid]["name_en"], rows[fid]["name_fa"],
-                                         str(rows[fid]["population"])],
+                                         f'{rows[fid]["population"]:,}'],  # grouped
         f"/collections/districts/items/{fid}": [rows[fid]["name_en"],
                                                 str(rows[fid]["area_km2"])],
     }
     for path, words in pages.items():
-        for how in ({"params": {"f": "html"}},
-                    {"headers": {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}}):
+        # Pages default to Persian (SHAHR_DEFAULT_LANG); these words are the English ones.
+        for how in ({"params": {"f": "html"}, "headers": {"Accept-Language": "en"}},
+                    {"headers": {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8",
+                                 "Accept-Language": "en"}}):
             r = http.get(path, **how)  # type: ignore[arg-type]
             assert r.status_code == 200, (path, r.text[:300])
             assert r.headers["content-type"].startswith("text/html"), path
