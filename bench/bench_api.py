@@ -1164,7 +1164,11 @@ def main() -> int:
                       env, ROOT, port_o, WORK / f"api_ours_{n}.log", collection=SLUG)
         tipg_env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("TIPG_", "POSTGRES_", "SHAHR_"))}
-        tipg_env.update(DATABASE_URL=tipg_db, TIPG_DB_SCHEMAS='["data"]')
+        # Shahr's tables carry a second geometry column (`_geom_3857`, for tiles); tipg sorts
+        # columns by name and would take that one, so it is told which to serve, as a tipg
+        # operator would.
+        tipg_env.update(DATABASE_URL=tipg_db, TIPG_DB_SCHEMAS='["data"]',
+                        **{f"TIPG_TABLE_CONFIG__data_{layer.table}__GEOMCOL": "geom"})
         tipg = Server("tipg", [str(uvicorn_tipg), "tipg.main:app", "--host", "127.0.0.1",
                                "--port", str(port_t), "--workers", str(args.workers)],
                       tipg_env, tipg_dir, port_t, WORK / f"api_tipg_{n}.log",
@@ -1253,7 +1257,9 @@ def main() -> int:
             "ours": f"SHAHR_DATABASE_URL={shown_db} .venv/bin/shahr serve --host 127.0.0.1 "
                     f"--port $OURS --workers {args.workers}",
             "tipg": f"cd bench/.work/tipg-run && DATABASE_URL={shown_db} "
-                    "TIPG_DB_SCHEMAS='[\"data\"]' ../tipg-venv/bin/uvicorn tipg.main:app "
+                    "TIPG_DB_SCHEMAS='[\"data\"]' "
+                    f"TIPG_TABLE_CONFIG__data_{layer.table}__GEOMCOL=geom "
+                    "../tipg-venv/bin/uvicorn tipg.main:app "
                     f"--host 127.0.0.1 --port $TIPG --workers {args.workers}",
             **({"ours, tile cache off (tile cases only)":
                 f"SHAHR_DATABASE_URL={shown_db} .venv/bin/python -m uvicorn "

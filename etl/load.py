@@ -33,7 +33,7 @@ DIGITS_TO = "01234567890123456789."
 # Source column names never start with "_", so the name cannot clash.
 WEB_MERCATOR = "_geom_3857"
 WEB_MERCATOR_COLUMN = (
-    f"{WEB_MERCATOR} geometry GENERATED ALWAYS AS (CASE"
+    f"{WEB_MERCATOR} geometry(Geometry, 3857) GENERATED ALWAYS AS (CASE"
     " WHEN ST_YMin(geom) >= -85.0511 AND ST_YMax(geom) <= 85.0511 THEN ST_Transform(geom, 3857)"
     " ELSE ST_Transform(ST_ClipByBox2D(geom, ST_MakeEnvelope(-180, -85.0511, 180, 85.0511,"
     " 4326)), 3857) END) STORED")
