@@ -329,7 +329,7 @@ def layer_info(url: str) -> Layer:
             "GROUP BY x").format(t=t)).fetchone()  # type: ignore[misc]
         cols = [r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'data' "
-            "AND table_name = %s AND column_name NOT IN ('fid', 'geom') "
+            "AND table_name = %s AND column_name NOT IN ('fid', 'geom', '_geom_3857') "
             "ORDER BY ordinal_position", [table])]
     return Layer(table, count, lo, hi, (w, s, e, n), cols)
 
