@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import mapclassify
 import numpy as np
 
 from maps import palettes
@@ -452,6 +451,9 @@ def _choropleth(column: Field, rows: Sequence[Mapping[str, Any]], spec: MapSpec)
 
 def _breaks(values: Sequence[float | None], classify: str, k: int) -> list[float]:
     """Upper bounds of the classes. Fewer distinct values than k: one class each."""
+    # mapclassify imports scipy and scikit-learn (about 2 s): only when a map classifies.
+    import mapclassify
+
     y = np.array([v for v in values if v is not None], dtype=float)
     if y.size == 0:
         return []
