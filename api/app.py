@@ -18,7 +18,17 @@ from api.pool import PublicPool
 from api.query import Caps
 from api.ratelimit import RateLimit
 from api.routes import analytics as analytics_routes
-from api.routes import ckan, datasets, downloads, features, health, standards, tiles, versions
+from api.routes import (
+    ckan,
+    datasets,
+    downloads,
+    features,
+    health,
+    participation,
+    standards,
+    tiles,
+    versions,
+)
 from api.routes import maps as map_pages
 from api.routes import publish as publishing
 from catalog.bootstrap import resolve_database
@@ -76,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(publishing.router)  # write access (docs/publishing.md)
     app.include_router(map_pages.router)
     app.include_router(analytics_routes.router)  # spatial analyses (docs/analytics.md)
+    app.include_router(participation.router)  # requests and reports (docs/participation.md)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static", check_dir=False),
               name="static")  # vendored map libraries (make assets) and the pages' CSS/JS
     return app

@@ -316,3 +316,88 @@ class RunRequest(Base):
 
     run: Mapped[EtlRun] = relationship()
     upload: Mapped[Upload | None] = relationship()
+
+
+# ---- citizen participation (docs/participation.md) ---------------------------------------------
+
+PARTICIPATION_STATUSES = ("new", "accepted", "in_progress", "done", "declined")
+OPEN_STATUSES = ("new", "accepted", "in_progress")
+REPORT_CATEGORIES = ("wrong_value", "wrong_location", "missing_feature", "outdated")
+CONTACT_KINDS = ("request", "report")
+
+
+class DatasetRequest(Base):
+    """A citizen's request for a dataset the catalogue does not have; others support it."""
+
+    __tablename__ = "dataset_requests"
+    __table_args__ = (
+        CheckConstraint(f"status IN {PARTICIPATION_STATUSES!r}", name="status"),
+        CheckConstraint(f"theme IN {THEMES!r}", name="theme"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    theme: Mapped[str] = mapped_column(String(32))
+    area = mapped_column(Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="new", index=True)
+    public_answer: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    supporters: Mapped[int] = mapped_column(Integer, server_default="0")
+    created: Mapped[datetime] = _now()
+
+
+class RequestSupport(Base):
+    """One supporter of a request: a hash of their signed-cookie id (no account, no IP)."""
+
+    __tablename__ = "request_supports"
+
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_requests.id", ondelete="CASCADE"), primary_key=True)
+    supporter: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created: Mapped[datetime] = _now()
+
+
+class Report(Base):
+    """A citizen's report of a problem in a dataset or one of its features. It never
+    changes published data: a publisher answers it and may name the version that fixed it."""
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        CheckConstraint(f"status IN {PARTICIPATION_STATUSES!r}", name="status"),
+        CheckConstraint(f"category IN {REPORT_CATEGORIES!r}", name="category"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"),
+                                            index=True)
+    feature_id: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int | None] = mapped_column(Integer)
+    category: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str] = mapped_column(Text)
+    location = mapped_column(Geometry("POINT", srid=4326, spatial_index=False), nullable=True)
+    # Where the reported feature was when reported (a point on it), for the reports layer.
+    feature_point = mapped_column(Geometry("POINT", srid=4326, spatial_index=False),
+                                  nullable=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="new")
+    public_answer: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    fixed_version: Mapped[int | None] = mapped_column(Integer)
+    created: Mapped[datetime] = _now()
+
+
+class ContactEmail(Base):
+    """The e-mail a citizen left with a request or report, kept apart from it so the public
+    role cannot read it (catalog/roles.py PRIVATE); only publishers and admins see it."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {CONTACT_KINDS!r}", name="kind"),
+        UniqueConstraint("kind", "item_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    item_id: Mapped[int] = mapped_column(Integer)
+    email: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = _now()

@@ -22,8 +22,9 @@ log = logging.getLogger("shahr.roles")
 
 READER_ROLE = "shahr_reader"
 SCHEMAS = ("catalog", "data")
-# Catalogue tables that are not published data: API key hashes and the write audit trail.
-PRIVATE = ("catalog.api_keys", "catalog.audit_log")
+# Catalogue tables that are not published data: API key hashes, the write audit trail and
+# the e-mail addresses citizens leave with their requests and reports.
+PRIVATE = ("catalog.api_keys", "catalog.audit_log", "catalog.contacts")
 # Whether the connected user may switch to the role: no row when the role does not exist.
 CAN_SET_ROLE = "SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles WHERE rolname = %s"
 # ... and the role can read this database's schemas (the role belongs to the server: it

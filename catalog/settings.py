@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     default_lang: Literal["fa", "en"] = Field(default="fa", description="Language of the web "
                                               "pages when neither ?lang=, the cookie nor "
                                               "Accept-Language chooses one.")
+    # Citizen participation: dataset requests and reports (see docs/participation.md).
+    secret_key: str | None = Field(default=None, description="Secret that signs the "
+                                   "supporter cookie (unset: one is generated once into "
+                                   "data_dir/secret_key and reused).")
+    submissions_per_minute: int = Field(default=5, ge=0, description="Requests, reports "
+                                        "and supports a client address may send a minute "
+                                        "(0: no limit); addresses in rate_limit_exempt are "
+                                        "not limited.")
 
     @property
     def postgres_dir(self) -> Path:

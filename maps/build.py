@@ -57,11 +57,15 @@ def new_map(spec: MapSpec) -> folium.Map:
     return m
 
 
-def build_map(layer: Layer, spec: MapSpec, *, static_url: str = "/static") -> folium.Map:
-    """One dataset, styled from the data unless the spec overrides it."""
+def build_map(layer: Layer, spec: MapSpec, *, static_url: str = "/static",
+              report_url: str | None = None) -> folium.Map:
+    """One dataset, styled from the data unless the spec overrides it. `report_url` (a URL
+    with `{id}`) adds a "report a problem" link to each feature's popup."""
     style = choose_style(layer, spec)
     m = new_map(spec)
     add_layer(m, layer, style, spec)
+    if report_url:
+        ReportLinks(m, report_url, spec.lang).add_to(m)
     Legend(legend_sections(layer, style, spec, single=True), spec.lang).add_to(m)
     fit(m, [layer])
     offline.localize(m, static_url)
@@ -224,6 +228,41 @@ class TilePopups(MacroElement):
         self.layer = layer.get_name()
         self.map = m.get_name()
         self.fields = fields
+
+
+class ReportLinks(MacroElement):
+    """A "report a problem" link under a feature's popup (embedded GeoJSON layers, whose
+    features carry their id), opening the report form in the top window."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        (function() {
+            var tmpl = {{ this.url|tojson }}, label = {{ this.label|tojson }};
+            {{ this.map }}.on('popupopen', function(e) {
+                var src = e.popup._source, f = src && src.feature;
+                if (!f || f.id === undefined || f.id === null) return;
+                var box = e.popup.getElement(), content = box &&
+                    box.querySelector('.leaflet-popup-content');
+                if (!content || content.querySelector('.shahr-report')) return;
+                var a = document.createElement('a');
+                a.className = 'shahr-report';
+                a.target = '_top';
+                a.href = tmpl.replace('{id}', encodeURIComponent(f.id));
+                a.textContent = label;
+                var p = document.createElement('p');
+                p.appendChild(a);
+                content.appendChild(p);
+            });
+        })();
+        {% endmacro %}
+    """)
+
+    def __init__(self, m: folium.Map, url: str, lang: str) -> None:
+        super().__init__()
+        self._name = "ReportLinks"
+        self.map = m.get_name()
+        self.url = url
+        self.label = "گزارش مشکل این عارضه" if lang == "fa" else "Report a problem"
 
 
 def _vector_tiles(m: folium.Map, layer: Layer, style: Style, spec: MapSpec) -> None:

@@ -22,6 +22,7 @@ from api.problems import bad_request, not_found
 from api.query import parse_params
 from catalog import search as cat
 from catalog.collections import Collection
+from catalog.participation import open_report_counts
 from catalog.versions import collection_at_version_async
 
 router = APIRouter(tags=["catalogue"])
@@ -361,7 +362,10 @@ async def list_datasets(
         collation = await _fa_collation(request, conn)
         res = await cat.search(conn, criteria=criteria, sort=order, limit=limit,
                                offset=offset, lang=ui_lang, collation=collation)
+        open_reports = await open_report_counts(conn, slugs=[r["slug"] for r in res.datasets])
     body = _list_json(request, res)
+    for d in body["datasets"]:  # citizens' open reports: a signal of data quality
+        d["open_reports"] = open_reports.get(d["slug"], 0)
     if not html:
         return JSONResponse(body, headers=VARY)
     return _search_page(request, body, criteria, order, ui_lang)
@@ -381,7 +385,9 @@ async def get_dataset(
             near = await cat.similar_slugs(conn, slug)
             hint = f"did you mean {', '.join(map(repr, near))}? " if near else ""
             raise not_found(f"no published dataset {slug!r}; {hint}GET /datasets lists them")
+        open_reports = await open_report_counts(conn, slugs=[slug])
     body = _detail_json(request, ds)
+    body["open_reports"] = open_reports.get(slug, 0)
     if not html:
         return JSONResponse(body, headers=VARY)
     return await _dataset_page(request, body)

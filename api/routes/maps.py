@@ -372,7 +372,8 @@ async def dataset_map(request: Request, slug: str, pool: PoolDep,
                                  weight=spec.weight)
         try:
             description = _describe(layer, spec)
-            m = build_map(layer, spec, static_url=_static(request)) \
+            report = f"{base_url(request)}/datasets/{slug}/reports/new?feature={{id}}"
+            m = build_map(layer, spec, static_url=_static(request), report_url=report) \
                 if embed or download else None
         except SpecError as exc:
             raise bad_request(str(exc), parameter=exc.parameter) from None
