@@ -326,15 +326,10 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1,
     """Run the web service."""
     import uvicorn
 
-    from api.logs import log_config
+    from api.logs import cli_log_choice, log_config
 
     settings = get_settings()
-    fmt, level = log_format or settings.log_format, (log_level or settings.log_level).lower()
-    if fmt not in ("text", "json"):
-        raise typer.BadParameter(f"{fmt!r}; accepted: text, json", param_hint="--log-format")
-    if level not in ("debug", "info", "warning", "error"):
-        raise typer.BadParameter(f"{level!r}; accepted: debug, info, warning, error",
-                                 param_hint="--log-level")
+    fmt, level = cli_log_choice(settings, log_format, log_level)
     ready_url(settings)
     host, port = host or settings.host, port or settings.port
     console.print(f"Shahr is serving on [bold]http://{host}:{port}[/] (Ctrl+C stops it)")

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from api.cli_keys import database_url, err, plain_errors
-from api.logs import log_config
+from api.logs import cli_log_choice, log_config
 from catalog.settings import get_settings
 from etl.queue import WorkerConfig, run_worker
 
@@ -29,12 +29,7 @@ def worker(
 ) -> None:
     """Carry out queued ETL runs (uploads, re-runs) and scheduled refreshes."""
     settings = get_settings()
-    fmt, level = log_format or settings.log_format, (log_level or settings.log_level).lower()
-    if fmt not in ("text", "json"):
-        raise typer.BadParameter(f"{fmt!r}; accepted: text, json", param_hint="--log-format")
-    if level not in ("debug", "info", "warning", "error"):
-        raise typer.BadParameter(f"{level!r}; accepted: debug, info, warning, error",
-                                 param_hint="--log-level")
+    fmt, level = cli_log_choice(settings, log_format, log_level)
     logging.config.dictConfig(log_config(fmt, level))
     cfg = WorkerConfig(url=database_url(), settings=settings)
     err.print(f"shahr worker on {cfg.host}: job timeout {settings.job_timeout_s} s, heartbeat "

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from psycopg_pool import AsyncConnectionPool
 
-from api.problems import not_found
+from api.problems import bad_request, not_found
 from catalog.collections import CATALOGUE_STAMP, Collection, load_collections_async
 
 
@@ -42,6 +42,17 @@ class CollectionCache:
 
     def invalidate(self) -> None:
         self._stamp = None
+
+
+def single_params(request: Request) -> dict[str, str]:
+    """The query parameters as a dict, each given once: a repeated one is a 400 (every
+    route reads one value per name, so a second would be silently ignored)."""
+    params: dict[str, str] = {}
+    for k, v in request.query_params.multi_items():
+        if k in params:
+            raise bad_request(f"parameter {k!r} is given more than once", parameter=k)
+        params[k] = v
+    return params
 
 
 async def get_pool(request: Request) -> AsyncConnectionPool:

@@ -147,6 +147,21 @@ class TextFormatter(logging.Formatter):
         return f"{text} [{rid}]" if rid else text
 
 
+def cli_log_choice(settings: Any, log_format: str | None, log_level: str | None
+                   ) -> tuple[str, str]:
+    """(format, level) of a CLI command's --log-format/--log-level, else the settings';
+    a bad one is a usage error naming the option (`shahr serve` and `shahr worker`)."""
+    import typer
+
+    fmt, level = log_format or settings.log_format, (log_level or settings.log_level).lower()
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter(f"{fmt!r}; accepted: text, json", param_hint="--log-format")
+    if level not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter(f"{level!r}; accepted: debug, info, warning, error",
+                                 param_hint="--log-level")
+    return fmt, level
+
+
 def log_config(fmt: str = "text", level: str = "info") -> dict[str, Any]:
     """A logging.config dict for uvicorn (`log_config=`), applied in every worker: our
     lines and uvicorn's in one format on stdout; uvicorn's own access log is replaced by

@@ -8,7 +8,6 @@ import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
+from serving import free_port, serve  # noqa: F401  (re-exported for the tests)
 from sqlalchemy import update
 
 from catalog.database import session_scope
@@ -33,39 +32,6 @@ SHAHR = str(Path(sys.executable).with_name("shahr"))
 # Test datasets get titles no other test searches for (they share the catalogue).
 TITLE_FA = "آزمون دسترسی نوشتن"
 FINISHED = ("succeeded", "failed", "skipped")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    """The real app for `settings`, served by uvicorn on a free port; yields its base URL."""
-    from api.app import create_app
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        raise RuntimeError("the test server did not start")
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def new_key(url: str, role: str, organisation: str | None = None, *,

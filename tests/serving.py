@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(app: Any, *, ready_path: str = "/healthz") -> Iterator[str]:
+def served(app: Any, *, ready_path: str = "/healthz", wait_s: float = 30) -> Iterator[str]:
     """Yield the base URL of `app` served by uvicorn on a free loopback port. uvicorn's own
     X-Forwarded-For handling is off, as `shahr serve` has it (the app decides whom to
     believe: SHAHR_TRUSTED_PROXIES)."""
@@ -32,7 +32,7 @@ def served(app: Any, *, ready_path: str = "/healthz") -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}{ready_path}", timeout=1).status_code == 200:
@@ -47,3 +47,12 @@ def served(app: Any, *, ready_path: str = "/healthz") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def serve(settings: Any) -> Iterator[str]:
+    """The real app for `settings` (a catalog Settings), served as `served` does."""
+    from api.app import create_app
+
+    with served(create_app(settings)) as base:
+        yield base

@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from api import analytics_run as run
 from api.analytics_params import ANALYSES, COMMON, PARAMS, Job, parse
-from api.deps import CollectionsDep, PoolDep
+from api.deps import CollectionsDep, PoolDep, single_params
 from api.downloads import copy_out
 from api.html import wants_html
 from api.links import base_url
@@ -83,11 +83,7 @@ async def index(request: Request) -> Response:
 
 
 def _params(request: Request) -> dict[str, str]:
-    seen: dict[str, str] = {}
-    for k, v in request.query_params.multi_items():
-        if k in seen:
-            raise bad_request(f"{k}: given more than once; give it once", parameter=k)
-        seen[k] = v
+    seen = single_params(request)
     if "f" not in seen and wants_html(request):
         seen["f"] = "html"
     return seen

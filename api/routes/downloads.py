@@ -23,6 +23,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from api import downloads as dl
+from api.deps import single_params
 from api.pool import public_dsn
 from api.problems import Problem, bad_request, not_found
 from api.query import compile_sql, count_statement, parse_params
@@ -58,14 +59,6 @@ NOTES = {
 PARAMETERS = [{**p, "description": NOTES.get(p["name"], p["description"])}
               for p in ITEM_PARAMETERS if p["name"] not in REFUSED]
 
-
-def _params(request: Request) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for k, v in request.query_params.multi_items():
-        if k in params:
-            raise bad_request(f"parameter {k!r} is given more than once", parameter=k)
-        params[k] = v
-    return params
 
 
 def _format(value: str | None) -> dl.Format:
@@ -166,7 +159,7 @@ async def download(
     version: Annotated[str | None, Query(
         description="A kept version's number (default: the current one)")] = None,
 ) -> Response:
-    params = _params(request)
+    params = single_params(request)
     fmt = _format(params.pop("format", None))
     number = _version(params.pop("version", None), slug)
     refused = sorted(REFUSED & set(params))

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 from pydantic import StrictBool
 
-from api.deps import CollectionDep, CollectionsDep, PoolDep
+from api.deps import CollectionDep, CollectionsDep, PoolDep, single_params
 from api.html import render, wants_html
 from api.links import base_url, link
 from api.problems import bad_request, not_found
@@ -76,7 +76,7 @@ def _json(body: Any, media: str = "application/json", **headers: str) -> Respons
 
 @router.get("/", summary="Landing page", response_model=None)
 async def landing(request: Request) -> Response:
-    _check_format(_params(request))
+    _check_format(single_params(request))
     b = base_url(request)
     body = {
         "title": "Shahr · شهر",
@@ -103,7 +103,7 @@ async def landing(request: Request) -> Response:
 
 @router.get("/conformance", summary="Conformance classes", response_model=None)
 async def conformance(request: Request) -> Response:
-    _check_format(_params(request))
+    _check_format(single_params(request))
     body = {"conformsTo": CONFORMANCE + [c for c in TILES_CONFORMANCE if c not in CONFORMANCE]}
     if wants_html(request):
         return render(request, "ogc/conformance.html", body)
@@ -150,7 +150,7 @@ def collection_doc(coll: Collection, b: str) -> dict[str, Any]:
 @router.get("/collections", summary="The collections (one per published dataset)",
             response_model=None)
 async def collections(request: Request, colls: CollectionsDep) -> Response:
-    _check_format(_params(request))
+    _check_format(single_params(request))
     b = base_url(request)
     body = {
         "links": [link(f"{b}/collections", "self", "application/json"),
@@ -166,7 +166,7 @@ async def collections(request: Request, colls: CollectionsDep) -> Response:
 
 @router.get("/collections/{collection_id}", summary="One collection", response_model=None)
 async def collection(request: Request, coll: CollectionDep) -> Response:
-    _check_format(_params(request))
+    _check_format(single_params(request))
     body = collection_doc(coll, base_url(request))
     if wants_html(request):
         return render(request, "ogc/collection.html", body)
@@ -176,7 +176,7 @@ async def collection(request: Request, coll: CollectionDep) -> Response:
 @router.get("/collections/{collection_id}/queryables",
             summary="Properties usable in filters (JSON Schema)", response_model=None)
 async def queryables(request: Request, coll: CollectionDep) -> Response:
-    _check_format(_params(request))
+    _check_format(single_params(request))
     b = base_url(request)
     schema_types = {"string": {"type": "string"}, "integer": {"type": "integer"},
                     "number": {"type": "number"}, "boolean": {"type": "boolean"},
@@ -210,14 +210,6 @@ def _check_format(params: dict[str, str]) -> None:
         raise bad_request(f"f: {f!r} is not offered here; accepted: {', '.join(FORMATS)}",
                           parameter="f")
 
-
-def _params(request: Request) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for k, v in request.query_params.multi_items():
-        if k in params:
-            raise bad_request(f"parameter {k!r} is given more than once", parameter=k)
-        params[k] = v
-    return params
 
 
 def _page_url(request: Request, **changes: str | None) -> str:
@@ -261,7 +253,7 @@ async def _items(request: Request, pool: Any, coll: Collection,
                  body_filter: dict[str, Any] | None = None,
                  post_body: dict[str, Any] | None = None) -> Response:
     settings = request.app.state.settings
-    params = _params(request)
+    params = single_params(request)
     _check_format(params)
     key = ("items", coll.version_id, request_shape(params),
            json.dumps(body_filter, sort_keys=True) if body_filter is not None else None)
@@ -436,7 +428,7 @@ async def item(request: Request, pool: PoolDep, coll: CollectionDep,
         raise not_found(f"no feature {feature_id!r} in {coll.slug}: feature ids are whole "
                         "numbers") from None
     settings = request.app.state.settings
-    params = _params(request)
+    params = single_params(request)
     _check_format(params)
     extra = set(params) - {"f", "crs", "properties", "skipGeometry", "lang"}
     if extra:

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Float, cast, func, literal, select
 
-from api.deps import CollectionsDep, PoolDep
+from api.deps import CollectionsDep, PoolDep, single_params
 from api.html import choose_lang, render, wants_html
 from api.links import base_url
 from api.problems import Problem, bad_request, not_found
@@ -178,14 +178,6 @@ async def _heat_points(pool: Any, coll: Collection, where: list[Any],
 
 # ---- parameters -------------------------------------------------------------------------
 
-def _params(request: Request) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for k, v in request.query_params.multi_items():
-        if k in params:
-            raise bad_request(f"parameter {k!r} is given more than once", parameter=k)
-        params[k] = v
-    return params
-
 
 def _flag(params: dict[str, str], name: str) -> bool:
     v = params.get(name)
@@ -298,7 +290,7 @@ def _describe(layer: Layer, spec: MapSpec) -> dict[str, Any]:
             response_model=None)
 async def explore(request: Request, pool: PoolDep, collections: CollectionsDep) -> Response:
     async def make() -> Response:
-        params = _params(request)
+        params = single_params(request)
         lang = choose_lang(request).lang
         slugs = [s.strip() for s in params.get("layers", "").split(",") if s.strip()]
         if not slugs:
@@ -356,7 +348,7 @@ async def explore(request: Request, pool: PoolDep, collections: CollectionsDep) 
 async def dataset_map(request: Request, slug: str, pool: PoolDep,
                       collections: CollectionsDep) -> Response:
     async def make() -> Response:
-        params = _params(request)
+        params = single_params(request)
         coll = _collection(collections, slug)
         lang = choose_lang(request).lang
         accepted = (*SPEC_PARAMS, *FILTER_PARAMS, *PAGE_PARAMS)

@@ -34,7 +34,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from api.deps import CollectionDep, PoolDep
+from api.deps import CollectionDep, PoolDep, single_params
 from api.links import base_url, link
 from api.problems import bad_request, not_found
 from api.query import WEB_MERCATOR, compile_sql, parse_params, sa_table
@@ -224,11 +224,7 @@ def _tms(tms_id: str) -> str:
 def tile_params(request: Request, coll: Collection) -> dict[str, str]:
     """The query parameters that shape a tile, validated and sorted (the cache key uses
     their order); `f=mvt` and `lang` are accepted and ignored."""
-    params: dict[str, str] = {}
-    for k, v in request.query_params.multi_items():
-        if k in params:
-            raise bad_request(f"parameter {k!r} is given more than once", parameter=k)
-        params[k] = v
+    params = single_params(request)
     f = params.pop("f", None)
     if f not in (None, "mvt", "pbf"):
         raise bad_request(f"f: {f!r}; a tile is {MVT} (f=mvt)", parameter="f")

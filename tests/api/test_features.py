@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -20,8 +17,8 @@ import numpy
 import psycopg
 import pytest
 import shapely
-import uvicorn
 from pyproj import Geod, Transformer
+from serving import serve
 from shapely.geometry import box, mapping, shape
 
 from catalog.database import libpq_dsn
@@ -135,34 +132,6 @@ def coords(geom: dict[str, Any]) -> list[tuple[float, ...]]:
                 walk_(x)
     walk_(geom["coordinates"])
     return out
-
-
-@contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    """Another real uvicorn server, with other settings."""
-    import socket
-
-    from api.app import create_app
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 # ---- landing page, conformance, collections -----------------------------------------------
