@@ -16,9 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select
-from sqlalchemy.sql import visitors
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy import ColumnElement, Select, func, select
 
 from api.problems import Problem, bad_request, not_found
 from api.query import parse_filter, sa_table
@@ -252,29 +250,13 @@ class _Params:
                 raise bad_request(f"{name}{detail}", parameter=name) from None
             raise
         self.echo[name] = text
-        return (_own_names(clause, FILTER_PREFIX.get(name, "x")),)
+        return (clause,)
 
     def source(self, coll: Collection, filter_name: str | None, *,
                columns: tuple[str, ...] = ()) -> Source:
         where = self.filter(filter_name, coll) if filter_name else ()
         return Source(table=sa_table(coll), kind=geometry_kind(coll.geometry_type),
                       where=where, extent=coll.extent, key=coll.key_field, columns=columns)
-
-
-# geo.cql2 names a filter's values f1, f2, ...: two filters in one statement would share the
-# names (and one filter's values would stand in for the other's), so each input's filter gets
-# its own prefix.
-FILTER_PREFIX = {"filter": "lf", "zones-filter": "zf", "facilities-filter": "cf",
-                 "roads-filter": "rf"}
-
-
-def _own_names(clause: ColumnElement[bool], prefix: str) -> ColumnElement[bool]:
-    def rename(el: Any) -> Any:
-        if isinstance(el, BindParameter) and not el.unique:
-            return bindparam(f"{prefix}_{el.key}", el.value, type_=el.type,
-                             expanding=el.expanding)
-        return None
-    return visitors.replacement_traverse(clause, {}, rename)
 
 
 def _some(collections: Mapping[str, Collection], kind: str | None = None) -> str:

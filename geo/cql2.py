@@ -389,11 +389,13 @@ class Compiler:
             integral = isinstance(v, int) or (isinstance(v, float) and v.is_integer()
                                               and abs(v) < 2**63)
             return bindparam(f"f{self.n}", int(v) if integral else v,
-                             type_=BigInteger() if integral else Float())
+                             type_=BigInteger() if integral else Float(), unique=True)
         sa_type = {"boolean": Boolean(), "date": Date(),
                    "datetime": DateTime(timezone=True)}.get(typ or "")
-        return bindparam(f"f{self.n}", v, type_=sa_type) if sa_type is not None \
-            else bindparam(f"f{self.n}", v)
+        # unique: names are made distinct at compile time, so two filters compiled into one
+        # statement (an analysis's inputs) never share a value's name.
+        return bindparam(f"f{self.n}", v, type_=sa_type, unique=True) if sa_type is not None \
+            else bindparam(f"f{self.n}", v, unique=True)
 
     def geometry(self, node: Any) -> ColumnElement[Any]:
         if _is_prop(node):
