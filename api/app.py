@@ -3,6 +3,7 @@ on `app.state` (as tipg does), so tests can build apps against their own databas
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -52,6 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout=settings.pool_timeout_s)
         await app.state.pool.open(wait=False)
         app.state.collections = CollectionCache()
+        # Everything loaded so far (the modules, settings, tile matrix sets, ...) lives as
+        # long as the process: out of the garbage collector's sight, a full collection no
+        # longer walks it, which took 100 ms and more in the middle of requests (p99).
+        gc.collect()
+        gc.freeze()
         yield
         await app.state.pool.close()
         app.state.engine.dispose()

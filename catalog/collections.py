@@ -62,8 +62,13 @@ class Collection:
     # The table keeps its geometry in EPSG:3857 too (`_geom_3857`; versions loaded before
     # that column existed do not), which WebMercatorQuad tiles read.
     web_mercator: bool = False
-    # Low-zoom tile overview tables exist (geo/overview.py: dense layers only).
-    overview: bool = False
+    # The highest zoom of the low-zoom tile overview (geo/overview.py: dense layers only);
+    # None: the layer has none.
+    overview_zoom: int | None = None
+
+    @property
+    def overview(self) -> bool:
+        return self.overview_zoom is not None
 
     @property
     def title(self) -> str:
@@ -95,8 +100,8 @@ COLLECTION_COLUMNS = """
        EXISTS (SELECT FROM pg_attribute a
                WHERE a.attrelid = to_regclass('data.' || quote_ident(v.table_name))
                  AND a.attname = '_geom_3857' AND NOT a.attisdropped) AS web_mercator,
-       to_regclass('data.' || quote_ident(v.table_name || '__cells')) IS NOT NULL
-           AS overview"""
+       CASE WHEN to_regclass('data.' || quote_ident(v.table_name || '__cells')) IS NOT NULL
+            THEN coalesce(v.tile_overview_zoom, 13) END AS overview_zoom"""
 
 _QUERY = f"""
 SELECT {COLLECTION_COLUMNS}, d.modified,
@@ -135,7 +140,8 @@ def collection_from_row(row: dict[str, Any]) -> Collection:
         metric_crs=row["metric_crs"], key_field=row["key_field"],
         temporal_start=row["temporal_start"], temporal_end=row["temporal_end"],
         modified=row["modified"], synthetic=row["synthetic"], columns=cols,
-        web_mercator=bool(row.get("web_mercator")), overview=bool(row.get("overview")))
+        web_mercator=bool(row.get("web_mercator")),
+        overview_zoom=row.get("overview_zoom"))
 
 
 def load_collections(conn: psycopg.Connection) -> dict[str, Collection]:

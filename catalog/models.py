@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -150,6 +151,8 @@ class Version(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("etl_runs.id", ondelete="SET NULL"))
     created: Mapped[datetime] = _now()
     published: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The highest zoom of the dense layer's tile overview (geo/overview.py); NULL: none.
+    tile_overview_zoom: Mapped[int | None] = mapped_column(SmallInteger)
 
     dataset: Mapped[Dataset] = relationship(back_populates="versions", foreign_keys=[dataset_id])
 

@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     default_limit: int = Field(default=10, ge=1, description="`limit` when none is given.")
     tile_overview_min_features: int = Field(
         default=100_000, ge=0, description="Layers with at least this many features get "
-        "low-zoom tile overviews at load (small features merged per cell up to zoom 13); "
+        "low-zoom tile overviews at load (small features merged per cell up to zoom 13, or "
+        "up to 15 for layers of very small features); "
         "0: never.")
     base_url: str | None = Field(default=None, description="Public URL prefix for links "
                                  "(default: taken from each request).")

@@ -175,12 +175,19 @@ def finish_table(conn: psycopg.Connection, table: str, *, rows: int | None = Non
     return int(n), (None if x0 is None else (x0, y0, x1, y1))
 
 
-def build_overview(conn: psycopg.Connection, table: str) -> None:
+def build_overview(conn: psycopg.Connection, table: str, rows: int, *, points: bool) -> int:
     """The low-zoom tile overview of a dense layer (geo/overview.py), in the load's
-    transaction, so it is published, and dropped, with its version."""
+    transaction, so it is published, and dropped, with its version. Returns its top zoom,
+    decided from the median feature size of a sample."""
     conn.execute("SET LOCAL work_mem = '256MB'")
-    for statement in overview.build_statements(DATA_SCHEMA, table, WEB_MERCATOR):
+    top = overview.MIN_TOP_ZOOM
+    if not points:
+        row = conn.execute(overview.median_size_statement(  # type: ignore[arg-type]
+            DATA_SCHEMA, table, WEB_MERCATOR, rows)).fetchone()
+        top = overview.top_zoom(row[0] if row else None, points=False)
+    for statement in overview.build_statements(DATA_SCHEMA, table, WEB_MERCATOR, top):
         conn.execute(statement)  # type: ignore[arg-type]  # identifiers quoted by geo
+    return top
 
 
 def drop_tables(conn: psycopg.Connection, tables: Iterable[str]) -> None:

@@ -314,9 +314,11 @@ def _load(m: Manifest, src: SourceFile, *, url: str, settings: Settings, dataset
         else:
             count, extent = finish_table(pg, table, rows=copier.rows, bbox=plan.bounds)
         result.rows_loaded = count
+        overview_zoom = None
         if 0 < settings.tile_overview_min_features <= count:
             stage("building low-zoom tile overviews")
-            build_overview(pg, table)
+            overview_zoom = build_overview(
+                pg, table, count, points=plan.geometry_type.lower().endswith("point"))
         result.warnings += _quality_warnings(plan)
         rejected = result.rows_read - count
         if result.rows_read and rejected / result.rows_read > m.max_rejected:
@@ -327,7 +329,8 @@ def _load(m: Manifest, src: SourceFile, *, url: str, settings: Settings, dataset
         stage("publishing")
         _publish(sa_conn, m, plan, info_encoding=info.encoding, dataset_id=dataset_id,
                  run_id=run_id, number=number, table=table, count=count, extent=extent,
-                 checksum=src.checksum, key=key, keep=settings.keep_versions)
+                 checksum=src.checksum, key=key, keep=settings.keep_versions,
+                 overview_zoom=overview_zoom)
         result.version = number
 
 
@@ -356,7 +359,8 @@ def _quality_warnings(plan: Plan) -> list[str]:
 
 def _publish(sa_conn: Connection, m: Manifest, plan: Plan, *, info_encoding: str | None,
              dataset_id: int, run_id: int, number: int, table: str, count: int,
-             extent: Bbox | None, checksum: str, key: str | None, keep: int) -> None:
+             extent: Bbox | None, checksum: str, key: str | None, keep: int,
+             overview_zoom: int | None = None) -> None:
     """Make the new version current and update the catalogue, inside the load transaction."""
     with Session(bind=sa_conn, join_transaction_mode="create_savepoint") as s:
         ds = s.get(Dataset, dataset_id, with_for_update=True)
@@ -375,7 +379,8 @@ def _publish(sa_conn: Connection, m: Manifest, plan: Plan, *, info_encoding: str
         version = Version(dataset_id=ds.id, number=number, table_name=table, status="current",
                           feature_count=count, extent=extent_el,
                           geometry_type=plan.geometry_type, checksum=checksum,
-                          schema_json=schema, run_id=run_id, published=_now())
+                          schema_json=schema, run_id=run_id, published=_now(),
+                          tile_overview_zoom=overview_zoom)
         for v in s.scalars(select(Version).where(Version.dataset_id == ds.id,
                                                  Version.status == "current")):
             v.status = "previous"

@@ -16,7 +16,14 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 from pydantic import StrictBool
 
-from api.deps import CollectionDep, CollectionsDep, PoolDep, single_params
+from api.deps import (
+    CollectionDep,
+    CollectionId,
+    CollectionsDep,
+    PoolDep,
+    collection_of,
+    single_params,
+)
 from api.html import render, wants_html
 from api.links import base_url, link
 from api.problems import bad_request, not_found
@@ -396,8 +403,9 @@ ITEM_PARAMETERS = [
             description="Any queryable can also be given as a parameter for equality "
                         "(e.g. severity=fatal).",
             response_model=None, openapi_extra={"parameters": ITEM_PARAMETERS})
-async def items(request: Request, pool: PoolDep, coll: CollectionDep) -> Response:
-    return await _items(request, pool, coll)
+async def items(request: Request, collection_id: CollectionId) -> Response:
+    return await _items(request, request.app.state.pool,
+                        await collection_of(request, collection_id))
 
 
 @router.post("/collections/{collection_id}/items/search",
@@ -420,8 +428,9 @@ async def items_search(request: Request, pool: PoolDep, coll: CollectionDep,
 
 @router.get("/collections/{collection_id}/items/{feature_id}", summary="One feature",
             response_model=None, openapi_extra={"parameters": [_F, _CRS, _PROPERTIES, _SKIP]})
-async def item(request: Request, pool: PoolDep, coll: CollectionDep,
-               feature_id: str) -> Response:
+async def item(request: Request, collection_id: CollectionId, feature_id: str) -> Response:
+    coll = await collection_of(request, collection_id)
+    pool = request.app.state.pool
     try:
         fid = int(feature_id)
     except ValueError:

@@ -62,6 +62,12 @@ ENTRY_OVERHEAD = 256  # bytes counted per cached tile besides its data (so 204s 
 STATEMENTS = 1024  # compiled tile statements kept per worker
 MAX_AGE = 300  # seconds a client or proxy may reuse a tile without revalidating
 ETAG_SALT = "shahr-mvt-2"  # change when the tile SQL changes, so old ETags stop matching
+# For the tile query only (the transaction's): a dense z14 tile sorts some 10 MB of feature
+# rows for ST_AsMVT, which PostgreSQL's default 4 MB spills to disk on every request; and a
+# parallel plan, which shortens one tile on an idle server, costs more than it saves when
+# many tiles are asked at once (worker start-up, tuple queues): with it off, the server
+# renders about a quarter more tiles a second under load (bench/bench_api.py).
+TILE_SETTINGS = "SET LOCAL work_mem = '32MB'; SET LOCAL max_parallel_workers_per_gather = 0"
 # Query parameters that filter or shape a tile exactly as on items.
 TILE_PARAMS = {"bbox", "bbox-crs", "datetime", "filter", "filter-lang", "filter-crs",
                "properties", "near", "radius", "intersects"}
@@ -251,8 +257,8 @@ def _statement(cache: TileCache, coll: Collection, params: dict[str, str],
     simplify = not spec.full_detail and not points
     # A dense layer's low zooms come from its overview (a filter needs the features
     # themselves, so a filtered tile does not).
-    use_overview = (coll.overview and spec.srid == 3857
-                    and spec.z <= overview.OVERVIEW_MAX_ZOOM and set(params) <= {"properties"})
+    use_overview = (coll.overview_zoom is not None and spec.srid == 3857
+                    and spec.z <= coll.overview_zoom and set(params) <= {"properties"})
     key = (coll.slug, coll.version_id, spec.srid, simplify, points, use_overview,
            urlencode(params))
     # (web_mercator is fixed per version, so version_id covers it)
@@ -306,7 +312,8 @@ async def _render(pool: Any, stmt: Statement, spec: geotiles.TileSpec,
         params.update(overview.cell_range(spec.bounds, spec.z))
     try:
         # (JIT, which costs more than it saves on a tile query, is off for the whole pool.)
-        async with pool.connection() as conn:
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(TILE_SETTINGS)
             cur = await conn.execute(stmt.sql, params, binary=True)
             row = await cur.fetchone()
     except (psycopg.errors.DataError, psycopg.errors.InternalError_) as exc:
@@ -406,15 +413,16 @@ def _thinning(tms_id: str) -> dict[str, Any]:
 def _overview_thinning(tms_id: str, coll: Collection) -> dict[str, Any]:
     """How a dense layer's low zooms are drawn (geo/overview.py), added to `_thinning`."""
     thinning = _thinning(tms_id)
-    if not (coll.overview and tms_id == "WebMercatorQuad"):
+    top = coll.overview_zoom
+    if top is None or tms_id != "WebMercatorQuad":
         return thinning
-    top = overview.OVERVIEW_MAX_ZOOM
     return {**thinning,
             "fullDetailFromZoom": top + 1,
             "overviewToZoom": top,
             "overview": (
-                f"this layer is dense ({coll.feature_count:,} features): up to zoom {top}, "
-                f"features smaller than a cell (1/{overview.CELLS_PER_TILE} of a tile, four "
+                f"this layer is dense ({coll.feature_count:,} features): up to zoom {top} "
+                "(at least 13; higher while its typical feature is still smaller than a "
+                "cell), features smaller than a cell (1/{overview.CELLS_PER_TILE} of a tile, four "
                 "screen pixels) are merged per cell into one square (a point for point "
                 "layers) carrying the attributes of the cell's largest feature and "
                 f"`{overview.COUNT_PROPERTY}`, the number of features it stands for; larger "

@@ -22,7 +22,13 @@ from pyproj import Transformer
 
 from catalog.database import libpq_dsn
 from catalog.settings import Settings
-from geo.overview import CELLS_PER_TILE, COUNT_PROPERTY, OVERVIEW_MAX_ZOOM, cell_size
+from geo.overview import (
+    CELLS_PER_TILE,
+    COUNT_PROPERTY,
+    MAX_TOP_ZOOM,
+    MIN_TOP_ZOOM,
+    cell_size,
+)
 from support import current_table
 
 WMQ = morecantile.tms.get("WebMercatorQuad")
@@ -63,6 +69,15 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
         yield conn
 
 
+def top_of(db: psycopg.Connection, slug: str) -> int:
+    """The overview's top zoom the loader recorded for the current version."""
+    row = db.execute("SELECT v.tile_overview_zoom FROM catalog.versions v JOIN "
+                     "catalog.datasets d ON d.current_version_id = v.id WHERE d.slug = %s",
+                     [slug]).fetchone()
+    assert row and row[0] is not None, slug
+    return int(row[0])
+
+
 def features_3857(db: psycopg.Connection, slug: str) -> tuple[np.ndarray, np.ndarray]:
     """fid and the EPSG:3857 bounding box (x0, y0, x1, y1) of every feature, from the
     lon/lat geometry projected here."""
@@ -89,7 +104,11 @@ def test_every_level_accounts_for_every_feature(dense: dict, db: psycopg.Connect
         table = current_table(db, slug)
         cells, big = table[:-1] + '__cells"', table[:-1] + '__big"'
         n = dense[slug].rows_loaded
-        for z in range(OVERVIEW_MAX_ZOOM + 1):
+        top = top_of(db, slug)
+        levels = [r[0] for r in db.execute(f"SELECT DISTINCT level FROM {cells} ORDER BY 1")]
+        # no level above the top (a level whose cells would all be empty has no rows)
+        assert levels and max(levels) <= top, (slug, levels, top)
+        for z in range(top + 1):
             merged, = db.execute(f"SELECT coalesce(sum(n), 0) FROM {cells} WHERE level = %s",
                                  [z]).fetchone()
             large, = db.execute(f"SELECT count(*) FROM {big} WHERE size >= %s",
@@ -100,11 +119,12 @@ def test_every_level_accounts_for_every_feature(dense: dict, db: psycopg.Connect
 def test_top_level_cells_match_an_independent_computation(dense: dict,
                                                           db: psycopg.Connection) -> None:
     _, boxes = features_3857(db, PARCELS)
-    want = expected_cells(boxes, OVERVIEW_MAX_ZOOM)
+    top = top_of(db, PARCELS)
+    want = expected_cells(boxes, top)
     table = current_table(db, PARCELS)
     got = Counter({(cx, cy): n for cx, cy, n in db.execute(
         f"SELECT cx, cy, n FROM {table[:-1]}__cells\" WHERE level = %s",
-        [OVERVIEW_MAX_ZOOM]).fetchall()})
+        [top]).fetchall()})
     assert sum(got.values()) == sum(want.values())
     # PostGIS keeps boxes in float4 (rounded outward): a centre on a cell edge may land in
     # the next cell; nearly every cell must agree exactly.
@@ -162,11 +182,12 @@ def test_low_zoom_tile_draws_cells_standing_for_the_features(dense: dict, http: 
 
 def test_full_detail_above_the_overview_and_with_filters(dense: dict, http: httpx.Client,
                                                          db: psycopg.Connection) -> None:
-    t = _centre_tile(db, OVERVIEW_MAX_ZOOM + 1)
-    _, feats = _tile(http, PARCELS, OVERVIEW_MAX_ZOOM + 1, t.x, t.y)
+    top = top_of(db, PARCELS)
+    t = _centre_tile(db, top + 1)
+    _, feats = _tile(http, PARCELS, top + 1, t.x, t.y)
     assert feats and not any(COUNT_PROPERTY in f["properties"] for f in feats)
-    t = _centre_tile(db, OVERVIEW_MAX_ZOOM - 1)
-    _, feats = _tile(http, PARCELS, OVERVIEW_MAX_ZOOM - 1, t.x, t.y,
+    t = _centre_tile(db, top - 1)
+    _, feats = _tile(http, PARCELS, top - 1, t.x, t.y,
                      filter="landuse = 'residential'")
     assert feats and not any(COUNT_PROPERTY in f["properties"] for f in feats)
     assert {f["properties"]["landuse"] for f in feats} == {"residential"}
@@ -180,11 +201,13 @@ def test_point_layers_merge_into_points(dense: dict, http: httpx.Client,
     assert all(COUNT_PROPERTY in f["properties"] for f in feats)
 
 
-def test_tilejson_says_how_dense_layers_are_thinned(dense: dict, http: httpx.Client) -> None:
+def test_tilejson_says_how_dense_layers_are_thinned(dense: dict, http: httpx.Client,
+                                                    db: psycopg.Connection) -> None:
     doc = http.get(f"/collections/{PARCELS}/tiles/WebMercatorQuad/tilejson.json").json()
     thinning = doc["x-shahr-thinning"]
-    assert thinning["overviewToZoom"] == OVERVIEW_MAX_ZOOM
-    assert thinning["fullDetailFromZoom"] == OVERVIEW_MAX_ZOOM + 1
+    top = top_of(db, PARCELS)
+    assert thinning["overviewToZoom"] == top
+    assert thinning["fullDetailFromZoom"] == top + 1
     assert COUNT_PROPERTY in thinning["overview"] and COUNT_PROPERTY in doc["description"]
     assert doc["vector_layers"][0]["fields"][COUNT_PROPERTY] == "Number"
     plain = http.get("/collections/landuse-parcels/tiles/WebMercatorQuad/tilejson.json").json()
@@ -210,3 +233,20 @@ def test_old_versions_take_their_overview_with_them(dense: dict, demo_manifests:
                       "AND tablename LIKE %s", [f"{name}%"]).fetchone()[0]
     assert left == 0
     assert db.execute(f"SELECT count(*) FROM {after[:-1]}__cells\"").fetchone()[0] > 0
+
+
+def test_top_zoom_follows_the_size_of_the_features(dense: dict, db: psycopg.Connection) -> None:
+    """The loader merges cells up to the last zoom whose cell is still larger than the
+    median feature (13 to 15); point layers stop at 13."""
+    _, boxes = features_3857(db, PARCELS)
+    median = float(np.median(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])))
+    want = MIN_TOP_ZOOM
+    while want < MAX_TOP_ZOOM and median < cell_size(want + 1):
+        want += 1
+    # the loader takes the median of a sample: a median within 10% of a cell edge may
+    # fall either side
+    edges = [cell_size(z) for z in range(MIN_TOP_ZOOM + 1, MAX_TOP_ZOOM + 1)]
+    near_edge = any(abs(median - e) < 0.1 * e for e in edges)
+    assert top_of(db, PARCELS) == want or near_edge, (median, top_of(db, PARCELS))
+    assert top_of(db, CRASHES) == MIN_TOP_ZOOM
+
