@@ -290,14 +290,17 @@ async def supervise(cfg: WorkerConfig, run_id: int, *, job_id: int | None) -> No
 
 async def _supervise(cfg: WorkerConfig, db: _RunDb, run_id: int, job_id: int | None) -> None:
     timeout = cfg.settings.job_timeout_s
-    started = await db.execute("UPDATE catalog.etl_runs SET status = 'running', started_at = "
-                               "now() WHERE id = %s AND status = 'queued'", [run_id])
+    # One statement: a sweep must never see the run running without its first heartbeat
+    # (it would take it for abandoned).
+    started = await db.execute(
+        "WITH started AS (UPDATE catalog.etl_runs SET status = 'running', started_at = now() "
+        "WHERE id = %s AND status = 'queued' RETURNING id) "
+        "UPDATE catalog.run_requests q SET worker_host = %s, worker_pid = %s, "
+        "job_id = coalesce(%s, q.job_id), heartbeat = now() FROM started "
+        "WHERE q.run_id = started.id", [run_id, cfg.host, os.getpid(), job_id])
     if not started:
         log.warning("run %s is no longer queued; nothing to do", run_id)
         return
-    await db.execute("UPDATE catalog.run_requests SET worker_host = %s, worker_pid = %s, "
-                     "job_id = coalesce(%s, job_id), heartbeat = now() WHERE run_id = %s",
-                     [cfg.host, os.getpid(), job_id, run_id])
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = cfg.logs_dir / f"{run_id}.log"
     payload = json.dumps({"run_id": run_id, "url": cfg.url, "parent_pid": os.getpid(),
