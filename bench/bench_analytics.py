@@ -369,15 +369,7 @@ def render(n: int, k: int, mach: dict[str, Any], t: dict[str, list[float]],
 
 
 def record(n: int, section: str) -> None:
-    text = RESULTS.read_text("utf-8") if RESULTS.exists() else bench_load.RESULTS_HEADER
-    start = f"<!-- bench:analytics points={n} start -->"
-    end = f"<!-- bench:analytics points={n} end -->"
-    if start in text and end in text:
-        a, b = text.index(start), text.index(end) + len(end) + 1
-        text = text[:a] + section + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text, "utf-8")
+    bench_load.record_section(f"bench:analytics points={n}", section)
 
 
 # ---- main -----------------------------------------------------------------------------------

@@ -953,15 +953,7 @@ def render(n: int, args: argparse.Namespace, mach: dict[str, Any], layer: Layer,
 
 
 def record(n: int, section: str) -> None:
-    text = RESULTS.read_text("utf-8") if RESULTS.exists() else bench_load.RESULTS_HEADER
-    start = f"<!-- bench:api parcels={n} start -->"
-    end = f"<!-- bench:api parcels={n} end -->"
-    if start in text and end in text:
-        a, b = text.index(start), text.index(end) + len(end) + 1
-        text = text[:a] + section + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text, "utf-8")
+    bench_load.record_section(f"bench:api parcels={n}", section)
 
 
 # ---- profile --------------------------------------------------------------------------------

@@ -60,7 +60,6 @@ import psycopg  # noqa: E402
 from bench_load import (  # noqa: E402
     DEFAULT_SERVER,
     RESULTS,
-    RESULTS_HEADER,
     ROOT,
     SLUG,
     WORK,
@@ -68,6 +67,7 @@ from bench_load import (  # noqa: E402
     machine,
     ogr_pg,
     pg_dsn,
+    record_section,
     settle,
     with_db,
     write_manifest,
@@ -368,15 +368,7 @@ def render(n: int, k: int, mach: dict[str, Any], runs: dict[str, list[Run]],
 
 
 def record(n: int, section: str) -> None:
-    text = RESULTS.read_text("utf-8") if RESULTS.exists() else RESULTS_HEADER
-    start = f"<!-- bench:export parcels={n} start -->"
-    end = f"<!-- bench:export parcels={n} end -->"
-    if start in text and end in text:
-        a, b = text.index(start), text.index(end) + len(end) + 1
-        text = text[:a] + section + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text, "utf-8")
+    record_section(f"bench:export parcels={n}", section)
 
 
 # ---- main ---------------------------------------------------------------------------------

@@ -444,16 +444,21 @@ def render(n: int, k: int, commands: dict[str, str], mach: dict[str, Any],
     return "\n".join(lines) + "\n"
 
 
-def record(n: int, section: str) -> None:
+def record_section(marker: str, section: str) -> None:
+    """Put `section` into RESULTS.md between `<!-- {marker} start/end -->`, replacing the
+    one there (every benchmark writes its sections this way; the rest is left alone)."""
     text = RESULTS.read_text("utf-8") if RESULTS.exists() else RESULTS_HEADER
-    start = f"<!-- bench:load parcels={n} start -->"
-    end = f"<!-- bench:load parcels={n} end -->"
+    start, end = f"<!-- {marker} start -->", f"<!-- {marker} end -->"
     if start in text and end in text:
         a, b = text.index(start), text.index(end) + len(end) + 1
         text = text[:a] + section + text[b:]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(text, "utf-8")
+
+
+def record(n: int, section: str) -> None:
+    record_section(f"bench:load parcels={n}", section)
 
 
 # ---- main ---------------------------------------------------------------------------------

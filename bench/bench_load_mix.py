@@ -54,11 +54,11 @@ import psycopg  # noqa: E402
 from bench_load import (  # noqa: E402
     DEFAULT_SERVER,
     RESULTS,
-    RESULTS_HEADER,
     ROOT,
     WORK,
     machine,
     pg_dsn,
+    record_section,
     with_db,
 )
 
@@ -428,15 +428,7 @@ def render(args: argparse.Namespace, mach: dict[str, Any], wrk: dict[str, Any],
 
 
 def record(n: int, section: str) -> None:
-    text = RESULTS.read_text("utf-8") if RESULTS.exists() else RESULTS_HEADER
-    start = f"<!-- bench:loadmix parcels={n} start -->"
-    end = f"<!-- bench:loadmix parcels={n} end -->"
-    if start in text and end in text:
-        a, b = text.index(start), text.index(end) + len(end) + 1
-        text = text[:a] + section + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text, "utf-8")
+    record_section(f"bench:loadmix parcels={n}", section)
 
 
 # ---- main -------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from geo.overview import MIN_TOP_ZOOM
+
 Bbox = tuple[float, float, float, float]
 
 
@@ -67,10 +69,6 @@ class Collection:
     overview_zoom: int | None = None
 
     @property
-    def overview(self) -> bool:
-        return self.overview_zoom is not None
-
-    @property
     def title(self) -> str:
         return self.title_en or self.title_fa or self.slug
 
@@ -89,7 +87,7 @@ class Collection:
 
 # The columns of a Collection row, shared with catalog.versions (which selects them for any
 # kept version, with its own `modified` and fields).
-COLLECTION_COLUMNS = """
+COLLECTION_COLUMNS = f"""
        d.id AS dataset_id, d.slug, d.title_fa, d.title_en, d.description_fa,
        d.description_en, d.theme, d.keywords, d.licence, o.slug AS organisation,
        coalesce(o.name_en, o.name_fa) AS organisation_name, v.geometry_type,
@@ -101,7 +99,7 @@ COLLECTION_COLUMNS = """
                WHERE a.attrelid = to_regclass('data.' || quote_ident(v.table_name))
                  AND a.attname = '_geom_3857' AND NOT a.attisdropped) AS web_mercator,
        CASE WHEN to_regclass('data.' || quote_ident(v.table_name || '__cells')) IS NOT NULL
-            THEN coalesce(v.tile_overview_zoom, 13) END AS overview_zoom"""
+            THEN coalesce(v.tile_overview_zoom, {MIN_TOP_ZOOM}) END AS overview_zoom"""
 
 _QUERY = f"""
 SELECT {COLLECTION_COLUMNS}, d.modified,
